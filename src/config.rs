@@ -1,0 +1,479 @@
+//! Before the first frame: the configuration — a TOML file, then `KAFKA_GATEWAY_…` variables, then
+//! `--set` flags — loaded with figment and checked completely before anything listens.
+//!
+//! Every refusal is a [`ConfigError`] that names the key, so `main` can print it and exit with status 2.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::Deserialize;
+
+use crate::template::{is_host_char, Template};
+
+/// The environment prefix of the configuration contract; `__` separates levels.
+pub const ENV_PREFIX: &str = "KAFKA_GATEWAY_";
+
+/// A configuration the gateway refused, naming the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {reason}")]
+pub struct ConfigError {
+    pub key: String,
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(key: impl Into<String>, reason: impl fmt::Display) -> Self {
+        Self {
+            key: key.into(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// The checked configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub upstream: Upstream,
+    /// Listener groups in name order.
+    pub groups: Vec<ListenerGroup>,
+    /// Frames above this size close the connection that sent them.
+    pub max_frame_bytes: usize,
+    /// TCP keepalive on both sides of every connection, so that load balancers with idle timeouts
+    /// (AWS PrivateLink drops idle flows at 350 s) keep long-lived Kafka connections. `None` = off.
+    pub tcp_keepalive: Option<Duration>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// The brokers' own listeners, as `host:port`.
+    pub bootstrap_servers: Vec<HostPort>,
+    pub connect_timeout: Duration,
+    /// How often the gateway re-reads the cluster's brokers by itself.
+    pub metadata_refresh: Duration,
+}
+
+/// A `host:port` pair as the cluster advertises it or the operator wrote it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HostPort {
+    pub host: String,
+    pub port: u16,
+}
+
+impl HostPort {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (host, port) = s
+            .rsplit_once(':')
+            .ok_or_else(|| format!("'{s}' is not host:port"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err(format!("'{s}' has no host"));
+        }
+        let port = port
+            .parse::<u16>()
+            .ok()
+            .filter(|&p| p != 0)
+            .ok_or_else(|| format!("'{s}' has no valid port"))?;
+        Ok(Self {
+            host: host.to_owned(),
+            port,
+        })
+    }
+}
+
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// One listener group: a set of ports and one naming pattern.
+#[derive(Debug, Clone)]
+pub struct ListenerGroup {
+    pub name: String,
+    pub bind: IpAddr,
+    pub bootstrap_port: Option<u16>,
+    pub broker_port_base: Option<u16>,
+    pub broker_ports: BTreeMap<i32, u16>,
+    pub advertised: Template,
+    pub az_by_rack: BTreeMap<String, String>,
+    pub az_by_node: BTreeMap<i32, String>,
+    pub default_az: Option<String>,
+}
+
+/// Why a broker has no port in a group.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PortError {
+    #[error("broker {node_id} has no port in listener group {group}: it is not in broker_ports and there is no broker_port_base")]
+    Unassigned { group: String, node_id: i32 },
+    #[error("broker {node_id} would listen on {base} + {node_id}, beyond port 65535, in listener group {group}")]
+    OutOfRange { group: String, node_id: i32, base: u16 },
+}
+
+impl ListenerGroup {
+    /// The listen port of broker `node_id`: `broker_ports[N]`, else `broker_port_base + N`.
+    pub fn broker_port(&self, node_id: i32) -> Result<u16, PortError> {
+        if let Some(&port) = self.broker_ports.get(&node_id) {
+            return Ok(port);
+        }
+        let base = self.broker_port_base.ok_or_else(|| PortError::Unassigned {
+            group: self.name.clone(),
+            node_id,
+        })?;
+        u16::try_from(i64::from(base) + i64::from(node_id))
+            .ok()
+            .filter(|_| node_id >= 0)
+            .ok_or_else(|| PortError::OutOfRange {
+                group: self.name.clone(),
+                node_id,
+                base,
+            })
+    }
+
+    /// The AZ of a broker: `az_by_node` (the most specific), then `az_by_rack`, then `default_az`.
+    pub fn az_of(&self, node_id: i32, rack: Option<&str>) -> Option<&str> {
+        self.az_by_node
+            .get(&node_id)
+            .or_else(|| rack.and_then(|r| self.az_by_rack.get(r)))
+            .or(self.default_az.as_ref())
+            .map(String::as_str)
+    }
+
+    /// The key that assigns a broker its port, for error messages.
+    fn broker_port_key(&self, node_id: i32) -> String {
+        if self.broker_ports.contains_key(&node_id) {
+            format!("listeners.{}.broker_ports.{node_id}", self.name)
+        } else {
+            format!("listeners.{}.broker_port_base (+ broker {node_id})", self.name)
+        }
+    }
+}
+
+impl Config {
+    /// Loads `file` (if any), then the environment, then `overrides` (`key.path=value` from flags).
+    pub fn load(file: Option<&Path>, overrides: &[String]) -> Result<Self, ConfigError> {
+        let mut figment = Figment::new();
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError::new(
+                    "--config",
+                    format!("{} is not a readable file", path.display()),
+                ));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
+        for entry in overrides {
+            let (key, value) = entry.split_once('=').ok_or_else(|| {
+                ConfigError::new("--set", format!("'{entry}' is not KEY=VALUE"))
+            })?;
+            let value: figment::value::Value = value.parse().expect("parsing is infallible");
+            figment = figment.merge(Serialized::default(key.trim(), value));
+        }
+        Self::from_figment(figment)
+    }
+
+    /// Parses a TOML document (used by tests, the demo and the fixture tools).
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        Self::from_figment(Figment::from(Toml::string(text)))
+    }
+
+    fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
+        let raw: RawConfig = figment.extract().map_err(figment_error)?;
+        raw.validate()
+    }
+
+    /// Checks that no two listeners of the process would share an address, given the brokers known
+    /// so far. Called at load time with the brokers the file names, and again whenever the gateway
+    /// learns of a broker, because ports computed from `broker_port_base` depend on node ids.
+    pub fn check_ports(&self, node_ids: &BTreeSet<i32>) -> Result<(), ConfigError> {
+        let mut claims: Vec<(IpAddr, u16, String)> = Vec::new();
+        for group in &self.groups {
+            if let Some(port) = group.bootstrap_port {
+                claims.push((group.bind, port, format!("listeners.{}.bootstrap_port", group.name)));
+            }
+            let named = group.broker_ports.keys().copied();
+            for node_id in node_ids.iter().copied().chain(named).collect::<BTreeSet<_>>() {
+                match group.broker_port(node_id) {
+                    Ok(port) => claims.push((group.bind, port, group.broker_port_key(node_id))),
+                    // A broker without a port is reported when it is advertised, not here.
+                    Err(PortError::Unassigned { .. }) => {}
+                    Err(e) => return Err(ConfigError::new(group.broker_port_key(node_id), e)),
+                }
+            }
+        }
+        for (i, (ip_a, port_a, key_a)) in claims.iter().enumerate() {
+            for (ip_b, port_b, key_b) in &claims[i + 1..] {
+                let overlapping = ip_a == ip_b || ip_a.is_unspecified() || ip_b.is_unspecified();
+                if port_a == port_b && overlapping {
+                    return Err(ConfigError::new(
+                        key_b.clone(),
+                        format!("port {port_b} on {ip_b} is already taken by {key_a}"),
+                    ));
+                }
+            }
+        }
+        // Two groups with the same base on one address collide on every broker, known or not.
+        for (i, a) in self.groups.iter().enumerate() {
+            for b in &self.groups[i + 1..] {
+                let overlapping = a.bind == b.bind || a.bind.is_unspecified() || b.bind.is_unspecified();
+                if overlapping && a.broker_port_base.is_some() && a.broker_port_base == b.broker_port_base {
+                    return Err(ConfigError::new(
+                        format!("listeners.{}.broker_port_base", b.name),
+                        format!("listener group {} already uses the same base on an overlapping address", a.name),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn figment_error(err: figment::Error) -> ConfigError {
+    use figment::error::Kind;
+    let mut path = err.path.clone();
+    let reason = match &err.kind {
+        Kind::UnknownField(field, expected) => {
+            // figment sometimes has the field in the path already (for values from the environment).
+            if path.last() != Some(field) {
+                path.push(field.clone());
+            }
+            format!("unknown key; expected one of: {}", expected.join(", "))
+        }
+        Kind::MissingField(field) => {
+            path.push(field.to_string());
+            "missing".to_owned()
+        }
+        other => other.to_string(),
+    };
+    let key = if path.is_empty() { "(top level)".to_owned() } else { path.join(".") };
+    let source = match &err.metadata {
+        Some(meta) => match &meta.source {
+            Some(src) => format!(" (from {} {src})", meta.name),
+            None => format!(" (from {})", meta.name),
+        },
+        None => String::new(),
+    };
+    ConfigError::new(key, format!("{reason}{source}"))
+}
+
+// ---- the file's shape ---------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    upstream: RawUpstream,
+    #[serde(default)]
+    listeners: BTreeMap<String, RawGroup>,
+    #[serde(default)]
+    gateway: RawGateway,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstream {
+    bootstrap_servers: ServerList,
+    #[serde(default = "default_connect_timeout_ms")]
+    connect_timeout_ms: u64,
+    #[serde(default = "default_metadata_refresh_secs")]
+    metadata_refresh_secs: u64,
+}
+
+/// A list of servers, or (convenient in an environment variable) one comma-separated string.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum ServerList {
+    List(Vec<String>),
+    Joined(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGroup {
+    #[serde(default = "default_bind")]
+    bind: String,
+    bootstrap_port: Option<u16>,
+    broker_port_base: Option<u16>,
+    #[serde(default)]
+    broker_ports: BTreeMap<String, u16>,
+    advertised: String,
+    #[serde(default)]
+    az_by_rack: BTreeMap<String, String>,
+    #[serde(default)]
+    az_by_node: BTreeMap<String, String>,
+    default_az: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGateway {
+    #[serde(default = "default_max_frame_bytes")]
+    max_frame_bytes: usize,
+    #[serde(default = "default_tcp_keepalive_secs")]
+    tcp_keepalive_secs: u64,
+}
+
+impl Default for RawGateway {
+    fn default() -> Self {
+        Self {
+            max_frame_bytes: default_max_frame_bytes(),
+            tcp_keepalive_secs: default_tcp_keepalive_secs(),
+        }
+    }
+}
+
+fn default_bind() -> String {
+    "0.0.0.0".to_owned()
+}
+fn default_connect_timeout_ms() -> u64 {
+    10_000
+}
+fn default_metadata_refresh_secs() -> u64 {
+    30
+}
+fn default_max_frame_bytes() -> usize {
+    100 * 1024 * 1024
+}
+fn default_tcp_keepalive_secs() -> u64 {
+    60
+}
+
+impl RawConfig {
+    fn validate(self) -> Result<Config, ConfigError> {
+        let servers = match self.upstream.bootstrap_servers {
+            ServerList::List(list) => list,
+            ServerList::Joined(s) => s.split(',').map(|s| s.trim().to_owned()).collect(),
+        };
+        if servers.iter().all(|s| s.is_empty()) {
+            return Err(ConfigError::new("upstream.bootstrap_servers", "at least one server is required"));
+        }
+        let bootstrap_servers = servers
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                HostPort::parse(s).map_err(|e| ConfigError::new(format!("upstream.bootstrap_servers[{i}]"), e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if self.upstream.connect_timeout_ms == 0 {
+            return Err(ConfigError::new("upstream.connect_timeout_ms", "must be above 0"));
+        }
+        if self.upstream.metadata_refresh_secs == 0 {
+            return Err(ConfigError::new("upstream.metadata_refresh_secs", "must be above 0"));
+        }
+        if self.gateway.max_frame_bytes < 64 {
+            return Err(ConfigError::new("gateway.max_frame_bytes", "must be at least 64"));
+        }
+        if self.listeners.is_empty() {
+            return Err(ConfigError::new("listeners", "at least one listener group is required"));
+        }
+        let groups = self
+            .listeners
+            .into_iter()
+            .map(|(name, raw)| raw.validate(name))
+            .collect::<Result<Vec<_>, _>>()?;
+        let config = Config {
+            upstream: Upstream {
+                bootstrap_servers,
+                connect_timeout: Duration::from_millis(self.upstream.connect_timeout_ms),
+                metadata_refresh: Duration::from_secs(self.upstream.metadata_refresh_secs),
+            },
+            groups,
+            max_frame_bytes: self.gateway.max_frame_bytes,
+            tcp_keepalive: (self.gateway.tcp_keepalive_secs > 0)
+                .then(|| Duration::from_secs(self.gateway.tcp_keepalive_secs)),
+        };
+        let named: BTreeSet<i32> = config
+            .groups
+            .iter()
+            .flat_map(|g| g.az_by_node.keys().chain(g.broker_ports.keys()).copied())
+            .collect();
+        config.check_ports(&named)?;
+        Ok(config)
+    }
+}
+
+impl RawGroup {
+    fn validate(self, name: String) -> Result<ListenerGroup, ConfigError> {
+        let key = |field: &str| format!("listeners.{name}.{field}");
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(ConfigError::new(
+                format!("listeners.{name}"),
+                "a listener group name may use letters, digits, '-' and '_'",
+            ));
+        }
+        let bind: IpAddr = self
+            .bind
+            .parse()
+            .map_err(|_| ConfigError::new(key("bind"), format!("'{}' is not an IP address", self.bind)))?;
+        let advertised = Template::parse(&self.advertised).map_err(|e| ConfigError::new(key("advertised"), e))?;
+        for (field, port) in [("bootstrap_port", self.bootstrap_port), ("broker_port_base", self.broker_port_base)] {
+            if port == Some(0) {
+                return Err(ConfigError::new(key(field), "port 0 is not a fixed port"));
+            }
+        }
+        if self.broker_port_base.is_none() && self.broker_ports.is_empty() {
+            return Err(ConfigError::new(
+                key("broker_port_base"),
+                "missing: brokers need ports (broker_port_base, or broker_ports for every broker)",
+            ));
+        }
+        let broker_ports = parse_node_map(&self.broker_ports, &key("broker_ports"))?;
+        if let Some((node, _)) = broker_ports.iter().find(|(_, port)| **port == 0) {
+            return Err(ConfigError::new(format!("{}.{node}", key("broker_ports")), "port 0 is not a fixed port"));
+        }
+        let az_by_node = parse_node_map(&self.az_by_node, &key("az_by_node"))?;
+        for (rack, az) in &self.az_by_rack {
+            check_az(az, &format!("{}.{rack}", key("az_by_rack")))?;
+        }
+        for (node, az) in &az_by_node {
+            check_az(az, &format!("{}.{node}", key("az_by_node")))?;
+        }
+        if let Some(az) = &self.default_az {
+            check_az(az, &key("default_az"))?;
+        }
+        if advertised.uses_az() && self.az_by_rack.is_empty() && az_by_node.is_empty() && self.default_az.is_none() {
+            return Err(ConfigError::new(
+                key("advertised"),
+                "uses {az}, but none of az_by_rack, az_by_node, default_az is set",
+            ));
+        }
+        Ok(ListenerGroup {
+            name,
+            bind,
+            bootstrap_port: self.bootstrap_port,
+            broker_port_base: self.broker_port_base,
+            broker_ports,
+            advertised,
+            az_by_rack: self.az_by_rack,
+            az_by_node,
+            default_az: self.default_az,
+        })
+    }
+}
+
+fn parse_node_map<V: Clone>(map: &BTreeMap<String, V>, key: &str) -> Result<BTreeMap<i32, V>, ConfigError> {
+    map.iter()
+        .map(|(node, v)| match node.parse::<i32>() {
+            Ok(id) if id >= 0 => Ok((id, v.clone())),
+            _ => Err(ConfigError::new(format!("{key}.{node}"), "keys must be broker node ids (0 or more)")),
+        })
+        .collect()
+}
+
+fn check_az(az: &str, key: &str) -> Result<(), ConfigError> {
+    if az.is_empty() || !az.chars().all(is_host_char) {
+        return Err(ConfigError::new(key, format!("'{az}' is not usable in a host name")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

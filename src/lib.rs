@@ -1,0 +1,22 @@
+//! kafka-gateway: a Kafka wire-protocol gateway that shows an unchanged cluster to remote clients
+//! under private-link broker names, forwarding every frame it need not rewrite byte for byte.
+//!
+//! A frame's journey: [`listener`] accepts, [`session`] pumps both directions, [`frame`] peeks at
+//! headers, [`inflight`] pairs responses with requests, [`rewrite`] replaces broker addresses using
+//! [`topology`], and [`upstream`] dials the brokers. [`config`] and [`template`] come before all that.
+#![forbid(unsafe_code)]
+
+pub mod check;
+pub mod config;
+pub mod frame;
+pub mod gateway;
+pub mod inflight;
+pub mod listener;
+pub mod rewrite;
+pub mod session;
+pub mod template;
+pub mod topology;
+pub mod upstream;
+
+pub use config::Config;
+pub use gateway::Gateway;

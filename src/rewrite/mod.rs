@@ -1,0 +1,185 @@
+//! Step 4 of a frame's journey: the responses that can name a broker are decoded, their hosts and
+//! ports replaced by the listener group's names, and encoded again; everything else is forwarded.
+//!
+//! [`plan`] decides, when a request passes, what its response will need; [`rewrite`] does it when the
+//! response comes back. Both read one table, [`api_versions::LIMITS`], so the versions a client may
+//! negotiate and the versions the gateway can rewrite never drift apart.
+
+pub mod api_versions;
+mod describe_cluster;
+mod find_coordinator;
+mod metadata;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+
+use crate::frame::SIZE_LEN;
+use crate::topology::AdvertiseError;
+
+/// The response families the gateway rewrites.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Rewrite {
+    ApiVersions,
+    Metadata,
+    FindCoordinator,
+    DescribeCluster,
+}
+
+/// What a request's response will need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// The same bytes go back to the client.
+    Forward,
+    Rewrite(Rewrite),
+    /// An ApiVersions request newer than the gateway can edit: the broker's answer is replaced by the
+    /// KIP-511 fallback (error 35 in the v0 layout) so the client retries at a version we know.
+    ApiVersionsFallback,
+}
+
+/// A request at a version whose response could carry an address the gateway cannot rewrite.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{} v{api_version} is refused: its response could carry broker addresses the gateway cannot rewrite ({})",
+    api_name(*api_key), api_versions::describe_limit(*api_key))]
+pub struct Refused {
+    pub api_key: i16,
+    pub api_version: i16,
+}
+
+/// Decides, when a request passes, what its response will need.
+pub fn plan(api_key: i16, api_version: i16) -> Result<Action, Refused> {
+    let Ok(key) = ApiKey::try_from(api_key) else {
+        return Ok(Action::Forward); // unknown and vendor keys pass untouched
+    };
+    if key == ApiKey::ApiVersions {
+        return Ok(match api_versions::allowed(key) {
+            Some((_, max)) if api_version > max => Action::ApiVersionsFallback,
+            _ => Action::Rewrite(Rewrite::ApiVersions),
+        });
+    }
+    if let Some(limit) = api_versions::LIMITS.iter().find(|l| l.key == key) {
+        if !limit.allows(api_version) {
+            return Err(Refused { api_key, api_version });
+        }
+    }
+    Ok(match key {
+        ApiKey::Metadata => Action::Rewrite(Rewrite::Metadata),
+        ApiKey::FindCoordinator => Action::Rewrite(Rewrite::FindCoordinator),
+        ApiKey::DescribeCluster => Action::Rewrite(Rewrite::DescribeCluster),
+        _ => Action::Forward,
+    })
+}
+
+/// What a response says about a broker's rack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rack<'a> {
+    /// The response has no rack field (Metadata v0, FindCoordinator): use what is known.
+    Unreported,
+    /// The response reports the rack, possibly none.
+    Reported(Option<&'a str>),
+}
+
+/// A broker as a response names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Named<'a> {
+    pub node_id: i32,
+    pub host: &'a str,
+    pub port: i32,
+    pub rack: Rack<'a>,
+}
+
+/// A broker's address as the remote client must see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Advertised {
+    pub host: String,
+    pub port: u16,
+}
+
+/// Turns brokers named in responses into their advertised addresses. The gateway's implementation
+/// also records the upstream address and opens the broker's listener before answering; replay and
+/// tests use pure ones.
+pub trait Advertise {
+    fn advertise(&self, broker: Named<'_>) -> Result<Advertised, AdvertiseError>;
+}
+
+/// A response the gateway could not rewrite; the client's connection is closed rather than let an
+/// upstream address through.
+#[derive(Debug, thiserror::Error)]
+pub enum RewriteError {
+    #[error("cannot decode {api} v{version} response: {source:#}")]
+    Decode { api: &'static str, version: i16, source: anyhow::Error },
+    #[error("{api} v{version} response has {0} bytes after its last field", .extra)]
+    Trailing { api: &'static str, version: i16, extra: usize },
+    #[error("cannot encode {api} v{version} response: {source:#}")]
+    Encode { api: &'static str, version: i16, source: anyhow::Error },
+    #[error(transparent)]
+    Advertise(#[from] AdvertiseError),
+}
+
+/// Rewrites one whole response frame (size prefix included) answering a request of `version`.
+pub fn rewrite(kind: Rewrite, version: i16, frame: Bytes, adv: &dyn Advertise) -> Result<Bytes, RewriteError> {
+    match kind {
+        Rewrite::ApiVersions => api_versions::rewrite(version, frame),
+        Rewrite::Metadata => edit(frame, version, |m| metadata::rewrite(m, version, adv)),
+        Rewrite::FindCoordinator => edit(frame, version, |m| find_coordinator::rewrite(m, version, adv)),
+        Rewrite::DescribeCluster => edit(frame, version, |m| describe_cluster::rewrite(m, adv)),
+    }
+}
+
+/// A response message the gateway edits.
+pub trait Response: Decodable + Encodable + HeaderVersion {
+    const NAME: &'static str;
+}
+
+/// Decodes a response frame as `M` at `version`, lets `change` edit it, and encodes it again.
+fn edit<M: Response>(
+    frame: Bytes,
+    version: i16,
+    change: impl FnOnce(&mut M) -> Result<(), AdvertiseError>,
+) -> Result<Bytes, RewriteError> {
+    let (header, mut message) = decode::<M>(frame, version)?;
+    change(&mut message)?;
+    Ok(encode(&header, &message, version)?.freeze())
+}
+
+/// Decodes a whole response frame, refusing trailing bytes (a sign of a version mix-up).
+pub fn decode<M: Response>(frame: Bytes, version: i16) -> Result<(ResponseHeader, M), RewriteError> {
+    let decode_err = |source| RewriteError::Decode { api: M::NAME, version, source };
+    let mut body = frame.slice(SIZE_LEN.min(frame.len())..);
+    let header = ResponseHeader::decode(&mut body, M::header_version(version)).map_err(decode_err)?;
+    let message = M::decode(&mut body, version).map_err(decode_err)?;
+    if !body.is_empty() {
+        return Err(RewriteError::Trailing { api: M::NAME, version, extra: body.len() });
+    }
+    Ok((header, message))
+}
+
+/// Encodes a response frame with its size prefix.
+pub fn encode<M: Response>(header: &ResponseHeader, message: &M, version: i16) -> Result<BytesMut, RewriteError> {
+    let encode_err = |source| RewriteError::Encode { api: M::NAME, version, source };
+    let header_version = M::header_version(version);
+    let size = header.compute_size(header_version).map_err(encode_err)?
+        + message.compute_size(version).map_err(encode_err)?;
+    let mut out = BytesMut::with_capacity(SIZE_LEN + size);
+    out.put_i32(i32::try_from(size).map_err(|e| encode_err(e.into()))?);
+    header.encode(&mut out, header_version).map_err(encode_err)?;
+    message.encode(&mut out, version).map_err(encode_err)?;
+    Ok(out)
+}
+
+/// Applies an advertised address to a host and port field pair.
+fn apply(adv: &dyn Advertise, named: Named<'_>) -> Result<(StrBytes, i32), AdvertiseError> {
+    let a = adv.advertise(named)?;
+    Ok((StrBytes::from_string(a.host), i32::from(a.port)))
+}
+
+/// The name of an API key for messages, `key 10001` for keys the gateway does not know.
+pub fn api_name(api_key: i16) -> String {
+    match ApiKey::try_from(api_key) {
+        Ok(key) => format!("{key:?}"),
+        Err(()) => format!("API key {api_key}"),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,229 @@
+//! Rewrite tests: every rewritten API at every version, with a pure [`Advertise`].
+
+use std::cell::RefCell;
+
+use bytes::Bytes;
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::metadata_response::MetadataResponseBroker;
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsResponse, BrokerId, DescribeClusterResponse, FindCoordinatorResponse, MetadataResponse,
+    ResponseHeader,
+};
+use kafka_protocol::protocol::{Message, StrBytes};
+
+use super::api_versions::{fallback, UNSUPPORTED_VERSION};
+use super::*;
+
+/// Advertises broker N as `bN.example:19000+N` and remembers what it was shown.
+#[derive(Default)]
+struct Fake {
+    seen: RefCell<Vec<(i32, String, i32, String)>>,
+}
+
+impl Advertise for Fake {
+    fn advertise(&self, b: Named<'_>) -> Result<Advertised, AdvertiseError> {
+        let rack = match b.rack {
+            Rack::Unreported => "?".to_owned(),
+            Rack::Reported(r) => r.unwrap_or("-").to_owned(),
+        };
+        self.seen.borrow_mut().push((b.node_id, b.host.to_owned(), b.port, rack));
+        Ok(Advertised { host: format!("b{}.example", b.node_id), port: 19000 + b.node_id as u16 })
+    }
+}
+
+fn frame<M: Response>(message: &M, version: i16, correlation_id: i32) -> Bytes {
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    encode(&header, message, version).unwrap().freeze()
+}
+
+fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_owned())
+}
+
+#[test]
+fn metadata_brokers_are_rewritten_at_every_version() {
+    for version in 0..=MetadataResponse::VERSIONS.max {
+        let brokers = (1..=3)
+            .map(|n| {
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(n))
+                    .with_host(s(&format!("10.0.0.{n}")))
+                    .with_port(9092)
+                    .with_rack((version >= 1).then(|| s(&format!("rack-{n}"))))
+            })
+            .collect();
+        let mut input = MetadataResponse::default().with_brokers(brokers);
+        if version >= 2 {
+            input = input.with_cluster_id(Some(s("cluster-a")));
+        }
+        let fake = Fake::default();
+        let out = rewrite(Rewrite::Metadata, version, frame(&input, version, 42), &fake).unwrap();
+        let (header, output) = decode::<MetadataResponse>(out, version).unwrap();
+        assert_eq!(header.correlation_id, 42);
+        let mut expected = input.clone();
+        for b in &mut expected.brokers {
+            b.host = s(&format!("b{}.example", b.node_id.0));
+            b.port = 19000 + b.node_id.0;
+        }
+        assert_eq!(output, expected, "v{version}");
+        let racks: Vec<_> = fake.seen.borrow().iter().map(|x| x.3.clone()).collect();
+        let want = if version == 0 { vec!["?"; 3] } else { vec!["rack-1", "rack-2", "rack-3"] };
+        assert_eq!(racks, want, "v{version}");
+        assert_eq!(fake.seen.borrow()[0].1, "10.0.0.1");
+    }
+}
+
+#[test]
+fn find_coordinator_top_level_and_batched_forms() {
+    for version in 0..=FindCoordinatorResponse::VERSIONS.max {
+        let input = if version < 4 {
+            FindCoordinatorResponse::default().with_node_id(BrokerId(2)).with_host(s("10.0.0.2")).with_port(9092)
+        } else {
+            FindCoordinatorResponse::default().with_coordinators(vec![
+                Coordinator::default().with_key(s("group-a")).with_node_id(BrokerId(2)).with_host(s("10.0.0.2")).with_port(9092),
+                // An error entry keeps node -1, empty host, port -1.
+                Coordinator::default().with_key(s("group-b")).with_node_id(BrokerId(-1)).with_port(-1).with_error_code(15),
+            ])
+        };
+        let out = rewrite(Rewrite::FindCoordinator, version, frame(&input, version, 1), &Fake::default()).unwrap();
+        let (_, output) = decode::<FindCoordinatorResponse>(out, version).unwrap();
+        if version < 4 {
+            assert_eq!((output.host.as_str(), output.port), ("b2.example", 19002), "v{version}");
+        } else {
+            assert_eq!(output.host.as_str(), "", "v{version}: the old fields stay empty");
+            assert_eq!((output.coordinators[0].host.as_str(), output.coordinators[0].port), ("b2.example", 19002));
+            assert_eq!(output.coordinators[1], input.coordinators[1], "error entries stay as they are");
+        }
+    }
+}
+
+#[test]
+fn find_coordinator_errors_pass_unchanged() {
+    for version in 0..4 {
+        let input = FindCoordinatorResponse::default().with_error_code(15).with_node_id(BrokerId(-1)).with_port(-1);
+        let fake = Fake::default();
+        let out = rewrite(Rewrite::FindCoordinator, version, frame(&input, version, 1), &fake).unwrap();
+        assert_eq!(out, frame(&input, version, 1));
+        assert!(fake.seen.borrow().is_empty());
+    }
+}
+
+#[test]
+fn describe_cluster_brokers_are_rewritten() {
+    for version in 0..=DescribeClusterResponse::VERSIONS.max {
+        let input = DescribeClusterResponse::default().with_cluster_id(s("c")).with_brokers(vec![
+            DescribeClusterBroker::default().with_broker_id(BrokerId(7)).with_host(s("10.0.0.7")).with_port(9092).with_rack(Some(s("r"))),
+        ]);
+        let out = rewrite(Rewrite::DescribeCluster, version, frame(&input, version, 9), &Fake::default()).unwrap();
+        let (_, output) = decode::<DescribeClusterResponse>(out, version).unwrap();
+        assert_eq!((output.brokers[0].host.as_str(), output.brokers[0].port), ("b7.example", 19007));
+        assert_eq!(output.brokers[0].rack.as_deref(), Some("r"));
+        assert_eq!(output.cluster_id.as_str(), "c");
+    }
+}
+
+#[test]
+fn trailing_bytes_and_truncation_are_errors_not_guesses() {
+    let input = MetadataResponse::default();
+    let mut long = frame(&input, 1, 1).to_vec();
+    long.push(0);
+    assert!(matches!(rewrite(Rewrite::Metadata, 1, long.into(), &Fake::default()), Err(RewriteError::Trailing { .. })));
+    let broken = MetadataResponse::default().with_brokers(vec![MetadataResponseBroker::default().with_host(s("h"))]);
+    let full = frame(&broken, 1, 1);
+    let cut = full.slice(..full.len() - 3);
+    assert!(matches!(rewrite(Rewrite::Metadata, 1, cut, &Fake::default()), Err(RewriteError::Decode { .. })));
+}
+
+fn versions_response(keys: &[(i16, i16, i16)]) -> ApiVersionsResponse {
+    ApiVersionsResponse::default().with_api_keys(
+        keys.iter()
+            .map(|&(k, min, max)| ApiVersion::default().with_api_key(k).with_min_version(min).with_max_version(max))
+            .collect(),
+    )
+}
+
+#[test]
+fn api_versions_are_capped_removed_or_left_alone() {
+    let broker = [
+        (0, 3, 13),      // Produce: capped at 9
+        (1, 4, 18),      // Fetch: capped at 15
+        (3, 0, 14),      // Metadata from a future broker: capped at what we decode
+        (17, 0, 1),      // SaslHandshake: v0 removed
+        (18, 0, 5),      // ApiVersions
+        (55, 0, 2),      // DescribeQuorum: capped at 1
+        (78, 1, 1),      // ShareFetch: removed
+        (79, 1, 1),      // ShareAcknowledge: removed
+        (89, 0, 0),      // unknown to the gateway: untouched
+        (10_000, 0, 3),  // vendor key: untouched
+        (60, 3, 4),      // DescribeCluster only at versions we cannot rewrite: removed
+    ];
+    for version in 0..=ApiVersionsResponse::VERSIONS.max {
+        let input = versions_response(&broker).with_throttle_time_ms(if version >= 1 { 5 } else { 0 });
+        let out = rewrite(Rewrite::ApiVersions, version, frame(&input, version, 3), &Fake::default()).unwrap();
+        let (_, output) = decode::<ApiVersionsResponse>(out, version).unwrap();
+        let got: Vec<_> = output.api_keys.iter().map(|k| (k.api_key, k.min_version, k.max_version)).collect();
+        assert_eq!(
+            got,
+            [(0, 3, 9), (1, 4, 15), (3, 0, 13), (17, 1, 1), (18, 0, 4), (55, 0, 1), (89, 0, 0), (10_000, 0, 3)],
+            "v{version}"
+        );
+        assert_eq!(output.throttle_time_ms, input.throttle_time_ms);
+    }
+}
+
+#[test]
+fn kip_511_fallback_from_the_broker_is_read_in_the_v0_layout() {
+    // The client asked with v3; the broker does not know v3 and answers error 35 in the v0 layout.
+    let input = versions_response(&[(18, 0, 2), (0, 0, 12)]).with_error_code(UNSUPPORTED_VERSION);
+    let out = rewrite(Rewrite::ApiVersions, 3, frame(&input, 0, 5), &Fake::default()).unwrap();
+    let (_, output) = decode::<ApiVersionsResponse>(out, 0).unwrap();
+    assert_eq!(output.error_code, UNSUPPORTED_VERSION);
+    let got: Vec<_> = output.api_keys.iter().map(|k| (k.api_key, k.max_version)).collect();
+    assert_eq!(got, [(18, 2), (0, 9)]);
+}
+
+#[test]
+fn an_error_35_answer_in_a_foreign_layout_passes_as_it_came() {
+    // librdkafka's mock cluster answers a v3 request with error 35, a one-byte count and no tags.
+    let body = [0, 0, 0, 9, 0, 0, 0, 1, 0, 35, 1, 0, 18, 0, 0, 0, 2, 0, 0, 0, 0];
+    let mut f = body.to_vec();
+    let size = (f.len() - 4) as i32;
+    f[..4].copy_from_slice(&size.to_be_bytes());
+    let frame = Bytes::from(f);
+    assert_eq!(rewrite(Rewrite::ApiVersions, 3, frame.clone(), &Fake::default()).unwrap(), frame);
+}
+
+#[test]
+fn the_gateways_own_fallback_names_the_newest_version_it_knows() {
+    let (header, output) = decode::<ApiVersionsResponse>(fallback(77).freeze(), 0).unwrap();
+    assert_eq!(header.correlation_id, 77);
+    assert_eq!(output.error_code, UNSUPPORTED_VERSION);
+    assert_eq!(output.api_keys.len(), 1);
+    assert_eq!((output.api_keys[0].api_key, output.api_keys[0].max_version), (18, ApiVersionsResponse::VERSIONS.max));
+}
+
+#[test]
+fn plans_follow_the_limits() {
+    assert_eq!(plan(3, 12), Ok(Action::Rewrite(Rewrite::Metadata)));
+    assert_eq!(plan(10, 4), Ok(Action::Rewrite(Rewrite::FindCoordinator)));
+    assert_eq!(plan(60, 0), Ok(Action::Rewrite(Rewrite::DescribeCluster)));
+    assert_eq!(plan(18, 3), Ok(Action::Rewrite(Rewrite::ApiVersions)));
+    assert_eq!(plan(18, 5), Ok(Action::ApiVersionsFallback));
+    assert_eq!(plan(0, 9), Ok(Action::Forward));
+    assert_eq!(plan(1, 15), Ok(Action::Forward));
+    assert_eq!(plan(2, 99), Ok(Action::Forward), "no address in ListOffsets at any version");
+    assert_eq!(plan(89, 0), Ok(Action::Forward));
+    assert_eq!(plan(-3, 0), Ok(Action::Forward));
+    assert_eq!(plan(10_010, 7), Ok(Action::Forward));
+    for (key, version) in [(0, 10), (1, 16), (3, 14), (55, 2), (78, 1), (79, 1), (17, 0), (60, 3), (10, 7)] {
+        let err = plan(key, version).unwrap_err();
+        assert_eq!((err.api_key, err.api_version), (key, version));
+    }
+    assert_eq!(
+        plan(0, 10).unwrap_err().to_string(),
+        "Produce v10 is refused: its response could carry broker addresses the gateway cannot rewrite (allowed: v0-v9; v10+ responses carry KIP-951 node_endpoints)"
+    );
+    assert_eq!(api_name(ApiKey::DescribeCluster as i16), "DescribeCluster");
+}

@@ -1,0 +1,194 @@
+//! Step 1 to 5 of a frame's journey, for one client connection: requests stream to the broker as the
+//! same bytes, responses stream back, and only the responses [`rewrite::plan`] marked are decoded.
+//!
+//! Each direction is a pump over one reusable buffer. A read may hold many frames or part of one;
+//! the pump peeks at each frame's first bytes, and forwards everything up to the first frame it
+//! must wait for in one write. A frame is never buffered whole unless it is rewritten, so a 100 MiB
+//! produce request costs the same memory as a small one.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tracing::{debug, warn};
+
+use crate::frame::{self, FrameError, Peek, MIN_REQUEST, MIN_RESPONSE};
+use crate::gateway::{Gateway, Target};
+use crate::inflight::{Inflight, OrderError, Pending};
+use crate::rewrite::{self, api_versions, Action, Advertise, Refused, RewriteError};
+use crate::upstream::{self, UpstreamError};
+
+/// Bytes read at a time; also the buffer each direction starts with.
+const READ_CHUNK: usize = 64 * 1024;
+/// Below this much free space the buffer grows before the next read.
+const MIN_READ: usize = 4 * 1024;
+
+/// Why a connection ended other than by a close.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    #[error(transparent)]
+    Refused(#[from] Refused),
+    #[error(transparent)]
+    Order(#[from] OrderError),
+    #[error(transparent)]
+    Rewrite(#[from] RewriteError),
+    #[error("the broker closed the connection in the middle of a response")]
+    Truncated,
+}
+
+/// Serves one accepted client connection until either side closes or breaks the protocol.
+pub async fn serve(gateway: Arc<Gateway>, group: usize, target: Target, client: TcpStream, peer: SocketAddr) {
+    let name = &gateway.config.groups[group].name;
+    match run(&gateway, group, target, client).await {
+        Ok(()) => debug!(%peer, group = %name, %target, "connection closed"),
+        Err(e) => warn!(%peer, group = %name, %target, "closing connection: {e}"),
+    }
+}
+
+async fn run(gateway: &Arc<Gateway>, group: usize, target: Target, client: TcpStream) -> Result<(), SessionError> {
+    upstream::tune(&client, gateway.config.tcp_keepalive)?;
+    let upstream = gateway.dial(target).await?;
+    let (client_rd, client_wr) = client.into_split();
+    let (upstream_rd, upstream_wr) = upstream.into_split();
+    let advertiser = gateway.advertiser(group);
+    proxy(client_rd, client_wr, upstream_rd, upstream_wr, gateway.config.max_frame_bytes, &advertiser).await
+}
+
+/// Runs both directions of one connection until one of them ends.
+pub async fn proxy(
+    client_rd: impl AsyncRead + Unpin,
+    client_wr: impl AsyncWrite + Unpin,
+    upstream_rd: impl AsyncRead + Unpin,
+    upstream_wr: impl AsyncWrite + Unpin,
+    max_frame_bytes: usize,
+    advertiser: &(dyn Advertise + Sync),
+) -> Result<(), SessionError> {
+    let inflight = Inflight::default();
+    tokio::select! {
+        r = pump_requests(client_rd, upstream_wr, &inflight, max_frame_bytes) => r,
+        r = pump_responses(upstream_rd, client_wr, &inflight, max_frame_bytes, advertiser) => r,
+    }
+}
+
+/// Client to broker: every byte is forwarded as it came; headers are only read, to note which
+/// responses will need a rewrite and to refuse versions the gateway could not rewrite.
+async fn pump_requests(
+    mut from: impl AsyncRead + Unpin,
+    mut to: impl AsyncWrite + Unpin,
+    inflight: &Inflight,
+    max_frame_bytes: usize,
+) -> Result<(), SessionError> {
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    // Bytes of the current frame not yet in `buf`: they are forwarded as they arrive.
+    let mut rest = 0usize;
+    loop {
+        if !fill(&mut from, &mut buf).await? {
+            return Ok(());
+        }
+        let mut ready = 0;
+        loop {
+            let take = rest.min(buf.len() - ready);
+            ready += take;
+            rest -= take;
+            if rest > 0 {
+                break;
+            }
+            let Peek::Ready(len) = frame::frame_len(&buf[ready..], MIN_REQUEST, max_frame_bytes)? else { break };
+            let Peek::Ready(head) = frame::peek_request(&buf[ready..], len)? else { break };
+            let action = rewrite::plan(head.api_key, head.api_version)?;
+            if head.expects_response {
+                // Before the bytes leave: the response may come back before this loop ends.
+                inflight.push(Pending {
+                    correlation_id: head.correlation_id,
+                    api_key: head.api_key,
+                    api_version: head.api_version,
+                    action,
+                });
+            }
+            rest = len;
+        }
+        if ready > 0 {
+            to.write_all(&buf[..ready]).await?;
+            buf.advance(ready);
+        }
+    }
+}
+
+/// Broker to client: responses are matched to their requests in order; those marked for rewrite are
+/// read whole and replaced, all others are forwarded as they came.
+async fn pump_responses(
+    mut from: impl AsyncRead + Unpin,
+    mut to: impl AsyncWrite + Unpin,
+    inflight: &Inflight,
+    max_frame_bytes: usize,
+    advertiser: &(dyn Advertise + Sync),
+) -> Result<(), SessionError> {
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut rest = 0usize;
+    loop {
+        if !fill(&mut from, &mut buf).await? {
+            return if buf.is_empty() && rest == 0 { Ok(()) } else { Err(SessionError::Truncated) };
+        }
+        let mut ready = 0;
+        loop {
+            let take = rest.min(buf.len() - ready);
+            ready += take;
+            rest -= take;
+            if rest > 0 {
+                break;
+            }
+            // Responses the gateway forwards may be as large as the client asked for; the limit
+            // applies to what it must hold in memory to rewrite.
+            let Peek::Ready(len) = frame::frame_len(&buf[ready..], MIN_RESPONSE, i32::MAX as usize)? else { break };
+            let Peek::Ready(correlation_id) = frame::peek_correlation_id(&buf[ready..]) else { break };
+            let pending = inflight.answer(correlation_id)?;
+            if pending.action == Action::Forward {
+                rest = len;
+                continue;
+            }
+            if len > max_frame_bytes {
+                return Err(FrameError::TooLarge { size: len, limit: max_frame_bytes }.into());
+            }
+            // Send what precedes this frame, then hold the frame whole.
+            to.write_all(&buf[..ready]).await?;
+            buf.advance(ready);
+            ready = 0;
+            while buf.len() < len {
+                if !fill(&mut from, &mut buf).await? {
+                    return Err(SessionError::Truncated);
+                }
+            }
+            let response = buf.split_to(len).freeze();
+            let replaced = match pending.action {
+                Action::Rewrite(kind) => rewrite::rewrite(kind, pending.api_version, response, advertiser)?,
+                Action::ApiVersionsFallback => api_versions::fallback(correlation_id).freeze(),
+                Action::Forward => unreachable!("forwarded above"),
+            };
+            to.write_all(&replaced).await?;
+        }
+        if ready > 0 {
+            to.write_all(&buf[..ready]).await?;
+            buf.advance(ready);
+        }
+    }
+}
+
+/// Reads more bytes into `buf`, growing it when it is nearly full. False at end of stream.
+async fn fill(from: &mut (impl AsyncRead + Unpin), buf: &mut BytesMut) -> io::Result<bool> {
+    if buf.capacity() - buf.len() < MIN_READ {
+        buf.reserve(READ_CHUNK);
+    }
+    Ok(from.read_buf(buf).await? > 0)
+}
+
+#[cfg(test)]
+mod tests;
