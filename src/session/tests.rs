@@ -1,1 +1,215 @@
+//! Session tests over in-memory pipes: what the broker receives and what the client gets back.
 
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::metadata_response::MetadataResponseBroker;
+use kafka_protocol::messages::{BrokerId, MetadataResponse, ResponseHeader};
+use kafka_protocol::protocol::StrBytes;
+use tokio::io::{duplex, AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::task::JoinHandle;
+
+use super::*;
+use crate::rewrite::{Advertised, Named};
+use crate::topology::AdvertiseError;
+
+struct Fake;
+
+impl Advertise for Fake {
+    fn advertise(&self, b: Named<'_>) -> Result<Advertised, AdvertiseError> {
+        Ok(Advertised { host: format!("b{}.example", b.node_id), port: 19000 + b.node_id as u16 })
+    }
+}
+
+/// A running proxy between a test client and a test broker, over pipes of `pipe` bytes so that
+/// every frame crosses in pieces.
+struct Rig {
+    client: DuplexStream,
+    broker: DuplexStream,
+    proxy: JoinHandle<Result<(), SessionError>>,
+}
+
+fn rig(pipe: usize, max_frame_bytes: usize) -> Rig {
+    let (client, client_side) = duplex(pipe);
+    let (broker, broker_side) = duplex(pipe);
+    let proxy = tokio::spawn(async move {
+        let (crd, cwr) = tokio::io::split(client_side);
+        let (brd, bwr) = tokio::io::split(broker_side);
+        proxy(crd, cwr, brd, bwr, max_frame_bytes, &Fake).await
+    });
+    Rig { client, broker, proxy }
+}
+
+fn request(api_key: i16, version: i16, correlation_id: i32, body: &[u8]) -> Vec<u8> {
+    let mut f = BytesMut::new();
+    f.put_i32(0);
+    f.put_i16(api_key);
+    f.put_i16(version);
+    f.put_i32(correlation_id);
+    f.put_i16(4);
+    f.put_slice(b"test");
+    f.put_slice(body);
+    let size = (f.len() - 4) as i32;
+    f[..4].copy_from_slice(&size.to_be_bytes());
+    f.to_vec()
+}
+
+fn response(correlation_id: i32, body: &[u8]) -> Vec<u8> {
+    let mut f = ((body.len() + 4) as i32).to_be_bytes().to_vec();
+    f.extend(correlation_id.to_be_bytes());
+    f.extend(body);
+    f
+}
+
+async fn read_exactly(stream: &mut (impl AsyncRead + Unpin), n: usize) -> Vec<u8> {
+    let mut out = vec![0; n];
+    stream.read_exact(&mut out).await.unwrap();
+    out
+}
+
+#[tokio::test]
+async fn pipelined_frames_cross_in_pieces_as_the_same_bytes() {
+    let mut r = rig(7, 1 << 20);
+    // Fetch, ListOffsets, a vendor key, and a large Produce with acks=1, pipelined.
+    let mut produce_body = vec![0xff, 0xff, 0, 1];
+    produce_body.extend((0..50_000u32).map(|i| i as u8));
+    let requests = [
+        request(1, 12, 1, &[1, 2, 3]),
+        request(2, 5, 2, &[]),
+        request(10_001, 0, 3, &[9; 100]),
+        request(0, 8, 4, &produce_body),
+    ];
+    let all: Vec<u8> = requests.concat();
+    let (mut client_rd, mut client_wr) = tokio::io::split(r.client);
+    let writer = tokio::spawn(async move { client_wr.write_all(&all).await.map(|_| client_wr) });
+    let forwarded = read_exactly(&mut r.broker, requests.iter().map(Vec::len).sum()).await;
+    assert_eq!(forwarded, requests.concat());
+    let _client_wr = writer.await.unwrap().unwrap();
+
+    let responses: Vec<Vec<u8>> = (1..=4).map(|id| response(id, &vec![id as u8; 3000])).collect();
+    let all = responses.concat();
+    let mut broker = r.broker;
+    let writer = tokio::spawn(async move { broker.write_all(&all).await.map(|_| broker) });
+    let mut back = vec![0; responses.iter().map(Vec::len).sum()];
+    client_rd.read_exact(&mut back).await.unwrap();
+    assert_eq!(back, responses.concat());
+    let _broker = writer.await.unwrap().unwrap();
+    assert!(!r.proxy.is_finished());
+}
+
+#[tokio::test]
+async fn produce_with_acks_zero_expects_no_response() {
+    let mut r = rig(64, 1 << 20);
+    let acks0 = request(0, 8, 1, &[0xff, 0xff, 0, 0]);
+    let meta = request(18, 0, 2, &[]);
+    r.client.write_all(&[acks0.clone(), meta.clone()].concat()).await.unwrap();
+    read_exactly(&mut r.broker, acks0.len() + meta.len()).await;
+    // Only the second request is answered; the proxy must match it, not the Produce.
+    let answer = response(2, &[0, 0, 0, 0, 0, 0]);
+    r.broker.write_all(&answer).await.unwrap();
+    let back = read_exactly(&mut r.client, answer.len()).await;
+    assert_eq!(&back[4..8], &2i32.to_be_bytes());
+}
+
+#[tokio::test]
+async fn metadata_responses_are_rewritten_others_around_them_are_not() {
+    let r = rig(5, 1 << 20);
+    let requests = [request(2, 5, 1, &[]), request(3, 12, 2, &[]), request(2, 5, 3, &[])];
+    let (mut client_rd, mut client_wr) = tokio::io::split(r.client);
+    let all = requests.concat();
+    let _writer = tokio::spawn(async move { client_wr.write_all(&all).await.map(|_| client_wr) });
+    let mut broker = r.broker;
+    read_exactly(&mut broker, requests.iter().map(Vec::len).sum()).await;
+
+    let metadata = MetadataResponse::default().with_brokers(vec![MetadataResponseBroker::default()
+        .with_node_id(BrokerId(2))
+        .with_host(StrBytes::from_static_str("10.1.1.2"))
+        .with_port(9092)]);
+    let header = ResponseHeader::default().with_correlation_id(2);
+    let mut meta_frame = rewrite::encode(&header, &metadata, 12).unwrap().to_vec();
+    let before = response(1, b"first");
+    let after = response(3, b"third");
+    let mut stream = before.clone();
+    stream.append(&mut meta_frame);
+    stream.extend(&after);
+    let _broker_writer = tokio::spawn(async move { broker.write_all(&stream).await.map(|_| broker) });
+
+    assert_eq!(read_exactly(&mut client_rd, before.len()).await, before);
+    let size = i32::from_be_bytes(read_exactly(&mut client_rd, 4).await.try_into().unwrap()) as usize;
+    let mut frame = size.to_be_bytes()[4..].to_vec();
+    frame.extend(read_exactly(&mut client_rd, size).await);
+    let (h, m) = rewrite::decode::<MetadataResponse>(Bytes::from(frame), 12).unwrap();
+    assert_eq!(h.correlation_id, 2);
+    assert_eq!((m.brokers[0].host.as_str(), m.brokers[0].port), ("b2.example", 19002));
+    assert_eq!(read_exactly(&mut client_rd, after.len()).await, after);
+}
+
+#[tokio::test]
+async fn an_oversized_request_ends_the_connection_before_reaching_the_broker() {
+    let mut r = rig(1024, 1000);
+    let big = request(0, 8, 1, &vec![0; 2000]);
+    r.client.write_all(&big[..64]).await.unwrap();
+    let err = r.proxy.await.unwrap().unwrap_err();
+    assert!(matches!(err, SessionError::Frame(FrameError::TooLarge { size: 2014, limit: 1000 })), "{err}");
+    let mut nothing = Vec::new();
+    r.broker.read_to_end(&mut nothing).await.unwrap();
+    assert!(nothing.is_empty(), "no byte of the refused frame reached the broker");
+}
+
+#[tokio::test]
+async fn a_negative_size_is_malformed() {
+    let mut r = rig(1024, 1000);
+    r.client.write_all(&[0xff, 0xff, 0xff, 0xf0, 1, 2, 3]).await.unwrap();
+    let err = r.proxy.await.unwrap().unwrap_err();
+    assert!(matches!(err, SessionError::Frame(FrameError::BadSize(-16))), "{err}");
+}
+
+#[tokio::test]
+async fn versions_that_could_leak_addresses_are_refused_before_reaching_the_broker() {
+    let mut r = rig(1024, 1 << 20);
+    let ok = request(3, 12, 1, &[]);
+    r.client.write_all(&ok).await.unwrap();
+    assert_eq!(read_exactly(&mut r.broker, ok.len()).await, ok);
+    // Refused together with a request that shares its read: neither is forwarded, since the
+    // connection closes before any answer could reach the client (a Produce sent anyway would be
+    // written without the client hearing of it, and retried).
+    let produce_v10 = request(0, 10, 2, &[0, 0, 0xff, 0xff]);
+    r.client.write_all(&[request(2, 5, 3, &[]), produce_v10].concat()).await.unwrap();
+    let err = r.proxy.await.unwrap().unwrap_err();
+    assert!(matches!(err, SessionError::Refused(Refused { api_key: 0, api_version: 10 })), "{err}");
+    let mut forwarded = Vec::new();
+    r.broker.read_to_end(&mut forwarded).await.unwrap();
+    assert!(forwarded.is_empty(), "{forwarded:?}");
+}
+
+#[tokio::test]
+async fn an_unsolicited_response_ends_the_connection() {
+    let mut r = rig(1024, 1 << 20);
+    r.broker.write_all(&response(9, b"?")).await.unwrap();
+    let err = r.proxy.await.unwrap().unwrap_err();
+    assert!(matches!(err, SessionError::Order(_)), "{err}");
+}
+
+#[tokio::test]
+async fn an_api_versions_request_newer_than_the_gateway_gets_the_kip_511_fallback() {
+    let mut r = rig(1024, 1 << 20);
+    let req = request(18, 9, 5, &[0]);
+    r.client.write_all(&req).await.unwrap();
+    read_exactly(&mut r.broker, req.len()).await;
+    // Whatever a future broker answers in a layout the gateway does not know...
+    r.broker.write_all(&response(5, &[0, 0, 0xde, 0xad, 0xbe, 0xef])).await.unwrap();
+    let size = i32::from_be_bytes(read_exactly(&mut r.client, 4).await.try_into().unwrap()) as usize;
+    let body = read_exactly(&mut r.client, size).await;
+    // ...the client gets error 35 in the v0 layout, naming ApiVersions v0-v4.
+    assert_eq!(body, [0, 0, 0, 5, 0, 35, 0, 0, 0, 1, 0, 18, 0, 0, 0, 4]);
+}
+
+#[tokio::test]
+async fn a_broker_closing_mid_response_is_reported() {
+    let mut r = rig(1024, 1 << 20);
+    let req = request(3, 1, 1, &[]);
+    r.client.write_all(&req).await.unwrap();
+    read_exactly(&mut r.broker, req.len()).await;
+    r.broker.write_all(&response(1, &[0; 10])[..9]).await.unwrap();
+    drop(r.broker);
+    let err = r.proxy.await.unwrap().unwrap_err();
+    assert!(matches!(err, SessionError::Truncated), "{err}");
+}
