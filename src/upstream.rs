@@ -110,7 +110,7 @@ pub async fn describe_cluster(servers: &[HostPort], limit: Duration) -> Result<C
 
 /// Asks one server for the cluster's brokers.
 pub async fn describe_via(addr: &HostPort, limit: Duration) -> Result<ClusterView, UpstreamError> {
-    let mut conn = OwnConnection { stream: connect(addr, limit, None).await?, addr, limit, next_id: 1 };
+    let mut conn = Connection::open(addr, limit).await?;
     let versions: ApiVersionsResponse = conn.call(ApiKey::ApiVersions, 0, &ApiVersionsRequest::default()).await?;
     if versions.error_code != 0 {
         return Err(UpstreamError::Refused { addr: addr.to_string(), api: "ApiVersions", code: versions.error_code });
@@ -143,16 +143,23 @@ pub async fn describe_via(addr: &HostPort, limit: Duration) -> Result<ClusterVie
     })
 }
 
-/// One connection of the gateway's own client: one request at a time.
-struct OwnConnection<'a> {
+/// One connection of the gateway's own client: one request at a time. Public for tests and tools
+/// that speak to a broker, or to the gateway, at a chosen API version.
+pub struct Connection {
     stream: TcpStream,
-    addr: &'a HostPort,
+    addr: HostPort,
     limit: Duration,
     next_id: i32,
 }
 
-impl OwnConnection<'_> {
-    async fn call<Req: Encodable, Resp: Decodable + HeaderVersion>(
+impl Connection {
+    /// Connects to `addr`; `limit` bounds the connect and every later exchange.
+    pub async fn open(addr: &HostPort, limit: Duration) -> Result<Self, UpstreamError> {
+        Ok(Self { stream: connect(addr, limit, None).await?, addr: addr.clone(), limit, next_id: 1 })
+    }
+
+    /// Sends one request and decodes its response.
+    pub async fn call<Req: Encodable, Resp: Decodable + HeaderVersion>(
         &mut self,
         key: ApiKey,
         version: i16,

@@ -95,16 +95,16 @@ pub(super) fn rewrite(version: i16, frame: Bytes) -> Result<Bytes, RewriteError>
         // only read the error code and retry lower, so such an answer passes as it came: it names
         // no broker, and the retry's answer is edited as usual.
         return Ok(match decode::<ApiVersionsResponse>(frame.clone(), 0) {
-            Ok((header, mut message)) => {
-                limit(&mut message.api_keys);
-                encode(&header, &message, 0)?.freeze()
+            Ok(mut d) if d.trailing.is_empty() => {
+                limit(&mut d.message.api_keys);
+                encode(&d.header, &d.message, 0, &[])?.freeze()
             }
-            Err(_) => frame,
+            _ => frame,
         });
     }
-    let (header, mut message) = decode::<ApiVersionsResponse>(frame, version)?;
-    limit(&mut message.api_keys);
-    Ok(encode(&header, &message, version)?.freeze())
+    let mut d = decode::<ApiVersionsResponse>(frame, version)?;
+    limit(&mut d.message.api_keys);
+    Ok(encode(&d.header, &d.message, version, &d.trailing)?.freeze())
 }
 
 /// The KIP-511 answer to an ApiVersions request newer than the gateway can edit: error 35 in the v0
@@ -118,5 +118,5 @@ pub fn fallback(correlation_id: i32) -> BytesMut {
             .with_min_version(0)
             .with_max_version(max)]);
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    encode(&header, &message, 0).expect("a v0 ApiVersions response always encodes")
+    encode(&header, &message, 0, &[]).expect("a v0 ApiVersions response always encodes")
 }

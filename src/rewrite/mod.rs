@@ -108,8 +108,6 @@ pub trait Advertise {
 pub enum RewriteError {
     #[error("cannot decode {api} v{version} response: {source:#}")]
     Decode { api: &'static str, version: i16, source: anyhow::Error },
-    #[error("{api} v{version} response has {0} bytes after its last field", .extra)]
-    Trailing { api: &'static str, version: i16, extra: usize },
     #[error("cannot encode {api} v{version} response: {source:#}")]
     Encode { api: &'static str, version: i16, source: anyhow::Error },
     #[error(transparent)]
@@ -137,33 +135,48 @@ fn edit<M: Response>(
     version: i16,
     change: impl FnOnce(&mut M) -> Result<(), AdvertiseError>,
 ) -> Result<Bytes, RewriteError> {
-    let (header, mut message) = decode::<M>(frame, version)?;
-    change(&mut message)?;
-    Ok(encode(&header, &message, version)?.freeze())
+    let mut decoded = decode::<M>(frame, version)?;
+    change(&mut decoded.message)?;
+    Ok(encode(&decoded.header, &decoded.message, version, &decoded.trailing)?.freeze())
 }
 
-/// Decodes a whole response frame, refusing trailing bytes (a sign of a version mix-up).
-pub fn decode<M: Response>(frame: Bytes, version: i16) -> Result<(ResponseHeader, M), RewriteError> {
+/// A decoded response frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded<M> {
+    pub header: ResponseHeader,
+    pub message: M,
+    /// Bytes after the last field. Real brokers send none; some (librdkafka's mock cluster writes
+    /// its empty tag buffer twice in Metadata v9+) do, and clients ignore them, so they are carried
+    /// through as they came rather than refused or dropped.
+    pub trailing: Bytes,
+}
+
+/// Decodes a whole response frame (size prefix included).
+pub fn decode<M: Response>(frame: Bytes, version: i16) -> Result<Decoded<M>, RewriteError> {
     let decode_err = |source| RewriteError::Decode { api: M::NAME, version, source };
     let mut body = frame.slice(SIZE_LEN.min(frame.len())..);
     let header = ResponseHeader::decode(&mut body, M::header_version(version)).map_err(decode_err)?;
     let message = M::decode(&mut body, version).map_err(decode_err)?;
-    if !body.is_empty() {
-        return Err(RewriteError::Trailing { api: M::NAME, version, extra: body.len() });
-    }
-    Ok((header, message))
+    Ok(Decoded { header, message, trailing: body })
 }
 
-/// Encodes a response frame with its size prefix.
-pub fn encode<M: Response>(header: &ResponseHeader, message: &M, version: i16) -> Result<BytesMut, RewriteError> {
+/// Encodes a response frame with its size prefix, then `trailing` as it is.
+pub fn encode<M: Response>(
+    header: &ResponseHeader,
+    message: &M,
+    version: i16,
+    trailing: &[u8],
+) -> Result<BytesMut, RewriteError> {
     let encode_err = |source| RewriteError::Encode { api: M::NAME, version, source };
     let header_version = M::header_version(version);
     let size = header.compute_size(header_version).map_err(encode_err)?
-        + message.compute_size(version).map_err(encode_err)?;
+        + message.compute_size(version).map_err(encode_err)?
+        + trailing.len();
     let mut out = BytesMut::with_capacity(SIZE_LEN + size);
     out.put_i32(i32::try_from(size).map_err(|e| encode_err(e.into()))?);
     header.encode(&mut out, header_version).map_err(encode_err)?;
     message.encode(&mut out, version).map_err(encode_err)?;
+    out.put_slice(trailing);
     Ok(out)
 }
 

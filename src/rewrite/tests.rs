@@ -35,7 +35,7 @@ impl Advertise for Fake {
 
 fn frame<M: Response>(message: &M, version: i16, correlation_id: i32) -> Bytes {
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    encode(&header, message, version).unwrap().freeze()
+    encode(&header, message, version, &[]).unwrap().freeze()
 }
 
 fn s(v: &str) -> StrBytes {
@@ -60,7 +60,7 @@ fn metadata_brokers_are_rewritten_at_every_version() {
         }
         let fake = Fake::default();
         let out = rewrite(Rewrite::Metadata, version, frame(&input, version, 42), &fake).unwrap();
-        let (header, output) = decode::<MetadataResponse>(out, version).unwrap();
+        let Decoded { header, message: output, .. } = decode::<MetadataResponse>(out, version).unwrap();
         assert_eq!(header.correlation_id, 42);
         let mut expected = input.clone();
         for b in &mut expected.brokers {
@@ -88,7 +88,7 @@ fn find_coordinator_top_level_and_batched_forms() {
             ])
         };
         let out = rewrite(Rewrite::FindCoordinator, version, frame(&input, version, 1), &Fake::default()).unwrap();
-        let (_, output) = decode::<FindCoordinatorResponse>(out, version).unwrap();
+        let output = decode::<FindCoordinatorResponse>(out, version).unwrap().message;
         if version < 4 {
             assert_eq!((output.host.as_str(), output.port), ("b2.example", 19002), "v{version}");
         } else {
@@ -117,7 +117,7 @@ fn describe_cluster_brokers_are_rewritten() {
             DescribeClusterBroker::default().with_broker_id(BrokerId(7)).with_host(s("10.0.0.7")).with_port(9092).with_rack(Some(s("r"))),
         ]);
         let out = rewrite(Rewrite::DescribeCluster, version, frame(&input, version, 9), &Fake::default()).unwrap();
-        let (_, output) = decode::<DescribeClusterResponse>(out, version).unwrap();
+        let output = decode::<DescribeClusterResponse>(out, version).unwrap().message;
         assert_eq!((output.brokers[0].host.as_str(), output.brokers[0].port), ("b7.example", 19007));
         assert_eq!(output.brokers[0].rack.as_deref(), Some("r"));
         assert_eq!(output.cluster_id.as_str(), "c");
@@ -125,13 +125,18 @@ fn describe_cluster_brokers_are_rewritten() {
 }
 
 #[test]
-fn trailing_bytes_and_truncation_are_errors_not_guesses() {
-    let input = MetadataResponse::default();
-    let mut long = frame(&input, 1, 1).to_vec();
-    long.push(0);
-    assert!(matches!(rewrite(Rewrite::Metadata, 1, long.into(), &Fake::default()), Err(RewriteError::Trailing { .. })));
-    let broken = MetadataResponse::default().with_brokers(vec![MetadataResponseBroker::default().with_host(s("h"))]);
-    let full = frame(&broken, 1, 1);
+fn trailing_bytes_are_carried_through_and_truncation_is_an_error() {
+    let input = MetadataResponse::default().with_brokers(vec![MetadataResponseBroker::default()
+        .with_node_id(BrokerId(1))
+        .with_host(s("10.0.0.1"))
+        .with_port(9092)]);
+    let mut long = frame(&input, 12, 1).to_vec();
+    long.extend([0, 7]);
+    let out = rewrite(Rewrite::Metadata, 12, long.into(), &Fake::default()).unwrap();
+    let d = decode::<MetadataResponse>(out, 12).unwrap();
+    assert_eq!(d.message.brokers[0].host.as_str(), "b1.example");
+    assert_eq!(&d.trailing[..], [0, 7]);
+    let full = frame(&input, 1, 1);
     let cut = full.slice(..full.len() - 3);
     assert!(matches!(rewrite(Rewrite::Metadata, 1, cut, &Fake::default()), Err(RewriteError::Decode { .. })));
 }
@@ -162,7 +167,7 @@ fn api_versions_are_capped_removed_or_left_alone() {
     for version in 0..=ApiVersionsResponse::VERSIONS.max {
         let input = versions_response(&broker).with_throttle_time_ms(if version >= 1 { 5 } else { 0 });
         let out = rewrite(Rewrite::ApiVersions, version, frame(&input, version, 3), &Fake::default()).unwrap();
-        let (_, output) = decode::<ApiVersionsResponse>(out, version).unwrap();
+        let output = decode::<ApiVersionsResponse>(out, version).unwrap().message;
         let got: Vec<_> = output.api_keys.iter().map(|k| (k.api_key, k.min_version, k.max_version)).collect();
         assert_eq!(
             got,
@@ -178,7 +183,7 @@ fn kip_511_fallback_from_the_broker_is_read_in_the_v0_layout() {
     // The client asked with v3; the broker does not know v3 and answers error 35 in the v0 layout.
     let input = versions_response(&[(18, 0, 2), (0, 0, 12)]).with_error_code(UNSUPPORTED_VERSION);
     let out = rewrite(Rewrite::ApiVersions, 3, frame(&input, 0, 5), &Fake::default()).unwrap();
-    let (_, output) = decode::<ApiVersionsResponse>(out, 0).unwrap();
+    let output = decode::<ApiVersionsResponse>(out, 0).unwrap().message;
     assert_eq!(output.error_code, UNSUPPORTED_VERSION);
     let got: Vec<_> = output.api_keys.iter().map(|k| (k.api_key, k.max_version)).collect();
     assert_eq!(got, [(18, 2), (0, 9)]);
@@ -197,7 +202,7 @@ fn an_error_35_answer_in_a_foreign_layout_passes_as_it_came() {
 
 #[test]
 fn the_gateways_own_fallback_names_the_newest_version_it_knows() {
-    let (header, output) = decode::<ApiVersionsResponse>(fallback(77).freeze(), 0).unwrap();
+    let Decoded { header, message: output, .. } = decode::<ApiVersionsResponse>(fallback(77).freeze(), 0).unwrap();
     assert_eq!(header.correlation_id, 77);
     assert_eq!(output.error_code, UNSUPPORTED_VERSION);
     assert_eq!(output.api_keys.len(), 1);

@@ -124,7 +124,7 @@ async fn metadata_responses_are_rewritten_others_around_them_are_not() {
         .with_host(StrBytes::from_static_str("10.1.1.2"))
         .with_port(9092)]);
     let header = ResponseHeader::default().with_correlation_id(2);
-    let mut meta_frame = rewrite::encode(&header, &metadata, 12).unwrap().to_vec();
+    let mut meta_frame = rewrite::encode(&header, &metadata, 12, &[]).unwrap().to_vec();
     let before = response(1, b"first");
     let after = response(3, b"third");
     let mut stream = before.clone();
@@ -136,7 +136,7 @@ async fn metadata_responses_are_rewritten_others_around_them_are_not() {
     let size = i32::from_be_bytes(read_exactly(&mut client_rd, 4).await.try_into().unwrap()) as usize;
     let mut frame = size.to_be_bytes()[4..].to_vec();
     frame.extend(read_exactly(&mut client_rd, size).await);
-    let (h, m) = rewrite::decode::<MetadataResponse>(Bytes::from(frame), 12).unwrap();
+    let rewrite::Decoded { header: h, message: m, .. } = rewrite::decode::<MetadataResponse>(Bytes::from(frame), 12).unwrap();
     assert_eq!(h.correlation_id, 2);
     assert_eq!((m.brokers[0].host.as_str(), m.brokers[0].port), ("b2.example", 19002));
     assert_eq!(read_exactly(&mut client_rd, after.len()).await, after);

@@ -1,0 +1,248 @@
+//! What the integration tests stand on: real brokers (librdkafka's mock cluster, tansu), the
+//! gateway, and a private link — a network namespace that reaches only the gateway and resolves
+//! the pattern names through its own hosts file, as TiDB Cloud's side of a private link does.
+#![allow(dead_code)] // each test file uses a different part
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kafka_gateway::config::HostPort;
+use kafka_gateway::{Config, Gateway};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
+
+pub type Mock = MockCluster<'static, DefaultProducerContext>;
+
+/// The racks of the guides' three brokers, in node id order.
+pub const RACKS: [&str; 3] = ["us-west-2a", "us-west-2c", "us-west-2b"];
+/// What TiDB Cloud's AWS guide calls each of them.
+pub const AWS_NAMES: [&str; 3] = [
+    "b1.usw2-az1.unique_name.aws.plc.tidbcloud.com",
+    "b2.usw2-az2.unique_name.aws.plc.tidbcloud.com",
+    "b3.usw2-az3.unique_name.aws.plc.tidbcloud.com",
+];
+
+/// A 3-broker mock cluster with the guides' racks.
+pub fn mock_cluster() -> Mock {
+    let mock = MockCluster::new(3).expect("a mock cluster");
+    for (i, rack) in RACKS.iter().enumerate() {
+        mock.broker_rack(i as i32 + 1, rack).expect("a rack");
+    }
+    mock
+}
+
+/// The AWS per-AZ listener group of the guide in front of `bootstrap`.
+pub fn aws_config(bind: IpAddr, port_base: u16, bootstrap: &str) -> Config {
+    Config::from_toml(&format!(
+        r#"
+        [upstream]
+        bootstrap_servers = "{bootstrap}"
+        metadata_refresh_secs = 2
+        [listeners.tidb]
+        bind = "{bind}"
+        bootstrap_port = {port_base}
+        broker_port_base = {port_base}
+        advertised = "b{{node_id}}.{{az}}.unique_name.aws.plc.tidbcloud.com:{{port}}"
+        az_by_rack = {{ "us-west-2a" = "usw2-az1", "us-west-2c" = "usw2-az2", "us-west-2b" = "usw2-az3" }}
+        "#
+    ))
+    .expect("a valid configuration")
+}
+
+/// The gateway's bootstrap address in a configuration's first group.
+pub fn bootstrap_of(config: &Config) -> SocketAddr {
+    let g = &config.groups[0];
+    SocketAddr::new(g.bind, g.bootstrap_port.expect("a bootstrap port"))
+}
+
+pub async fn start(config: Config) -> Arc<Gateway> {
+    // The gateway's log goes to the test's output, shown when a test fails.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_test_writer()
+        .try_init();
+    Gateway::start(config).await.expect("the gateway starts")
+}
+
+/// A base port with `count` free ports above it on 127.0.0.1.
+pub fn free_ports(count: u16) -> u16 {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    loop {
+        // Spread test processes over the range by pid, then probe.
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let base = 20_000 + ((std::process::id() * 37 + n * 101) % 30_000) as u16;
+        if (0..=count).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
+            return base;
+        }
+    }
+}
+
+pub fn host_port(addr: SocketAddr) -> HostPort {
+    HostPort { host: addr.ip().to_string(), port: addr.port() }
+}
+
+/// Waits until `done` holds, up to `limit`; a condition, not a timing judgement.
+pub async fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    done()
+}
+
+/// A binary of this package's examples, which `cargo test` and `cargo nextest` build beside the tests.
+pub fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    // target/<profile>/deps/<test> → target/<profile>/examples/<name>
+    let path = exe.parent().and_then(Path::parent).expect("a target dir").join("examples").join(name);
+    assert!(path.is_file(), "{} is missing; build it with `cargo build --examples`", path.display());
+    path
+}
+
+/// A client host on the far side of a private link: its own network namespace, a veth pair to the
+/// gateway's side, no other route, and a hosts file that maps the pattern names to the gateway —
+/// so a client in it can reach the gateway and nothing else, whatever address it is handed.
+pub struct PrivateLink {
+    pub ns: String,
+    /// The gateway's address, on the host side of the link.
+    pub gateway_ip: Ipv4Addr,
+    hosts_dir: PathBuf,
+}
+
+impl PrivateLink {
+    pub fn new() -> Self {
+        assert!(
+            Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout == b"0\n"),
+            "private-link tests create network namespaces and need root (CI runs them as root)"
+        );
+        static COUNT: AtomicU32 = AtomicU32::new(0);
+        let n = COUNT.fetch_add(1, Ordering::Relaxed);
+        let pid = std::process::id();
+        let ns = format!("kgw{pid}x{n}");
+        let base = ((pid % 16_384) * 4 + n % 4) * 4;
+        let net = [10u8, 100 + (base >> 16) as u8, (base >> 8) as u8, base as u8];
+        let gateway_ip = Ipv4Addr::new(net[0], net[1], net[2], net[3] + 1);
+        let client_ip = Ipv4Addr::new(net[0], net[1], net[2], net[3] + 2);
+        let (host_if, client_if) = (format!("kgwh{pid}x{n}"), format!("kgwc{pid}x{n}"));
+        let link = Self { hosts_dir: PathBuf::from("/etc/netns").join(&ns), ns, gateway_ip };
+        let ns = link.ns.as_str();
+        for args in [
+            vec!["netns", "add", ns],
+            vec!["link", "add", &host_if, "type", "veth", "peer", "name", &client_if],
+            vec!["link", "set", &client_if, "netns", ns],
+            vec!["addr", "add", &format!("{gateway_ip}/30"), "dev", &host_if],
+            vec!["link", "set", &host_if, "up"],
+            vec!["-n", ns, "addr", "add", &format!("{client_ip}/30"), "dev", &client_if],
+            vec!["-n", ns, "link", "set", &client_if, "up"],
+            vec!["-n", ns, "link", "set", "lo", "up"],
+        ] {
+            let out = Command::new("ip").args(&args).output().expect("iproute2's ip");
+            assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+        }
+        link.set_hosts(&[]);
+        link
+    }
+
+    /// The client's hosts file: `names` resolve to the gateway, nothing else but localhost does.
+    pub fn set_hosts(&self, names: &[&str]) {
+        std::fs::create_dir_all(&self.hosts_dir).unwrap();
+        let mut hosts = String::from("127.0.0.1 localhost\n");
+        for name in names {
+            hosts.push_str(&format!("{} {name}\n", self.gateway_ip));
+        }
+        std::fs::write(self.hosts_dir.join("hosts"), hosts).unwrap();
+    }
+
+    /// Runs `program` inside the client namespace, returning its status and output.
+    pub async fn run(&self, program: &Path, args: &[&str]) -> std::process::Output {
+        tokio::process::Command::new("ip")
+            .args(["netns", "exec", &self.ns])
+            .arg(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .expect("ip netns exec")
+    }
+
+    /// Starts `program` inside the client namespace and leaves it running, its stdin and stdout
+    /// piped to the test.
+    pub fn spawn(&self, program: &Path, args: &[&str]) -> tokio::process::Child {
+        tokio::process::Command::new("ip")
+            .args(["netns", "exec", &self.ns])
+            .arg(program)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("ip netns exec")
+    }
+}
+
+impl Drop for PrivateLink {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes the veth pair with it.
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+        let _ = std::fs::remove_dir_all(&self.hosts_dir);
+    }
+}
+
+/// The stdout of a finished client, with its stderr when it failed.
+pub fn stdout_of(out: &std::process::Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "client failed ({}): {stdout}\n--- stderr ---\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// A tansu broker (a Kafka-compatible broker in Rust, single node, id 111), in memory on loopback.
+/// `scripts/test-tools` installs it as `.tools/bin/tansu`; `TANSU` overrides the path.
+pub struct Tansu {
+    pub addr: SocketAddr,
+    child: Child,
+}
+
+impl Tansu {
+    pub fn start() -> Self {
+        let bin = std::env::var_os("TANSU").map(PathBuf::from).unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".tools/bin/tansu")
+        });
+        assert!(bin.is_file(), "{} is missing: run scripts/test-tools first (the README's test command does)", bin.display());
+        let port = free_ports(0);
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(&bin)
+            .args(["broker", "--cluster-id", "kgw-test", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tansu starts");
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < deadline, "tansu did not open {addr}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { addr, child }
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
