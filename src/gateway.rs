@@ -20,7 +20,8 @@ use crate::topology::{advertised_address, AdvertiseError, Topology};
 use crate::upstream::{self, ClusterView, UpstreamError};
 
 /// What a listener's connections reach.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Ordered bootstrap first, then brokers by node id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Target {
     /// Any reachable bootstrap server.
     Bootstrap,
@@ -111,7 +112,7 @@ impl Gateway {
             .iter()
             .map(|(&(g, t), &a)| (self.config.groups[g].name.clone(), t, a))
             .collect();
-        all.sort_by_key(|(g, t, _)| (g.clone(), matches!(t, Target::Broker(_)), format!("{t}")));
+        all.sort();
         all
     }
 

@@ -1,6 +1,7 @@
 //! The command line: `kafka-gateway run` and `kafka-gateway check`, tracing set up, exit statuses
 //! that scripts can act on (2: the configuration was refused, 1: anything else went wrong).
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -41,6 +42,8 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
+        // Colours only for people: log collectors get plain lines.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let (ConfigArgs { config, overrides }, command) = match cli.command {
         Command::Run(args) => (args, "run"),

@@ -246,3 +246,130 @@ impl Drop for Tansu {
         let _ = self.child.wait();
     }
 }
+
+/// Sends one raw request frame and reads one raw response frame (size prefix included).
+pub async fn exchange(stream: &mut tokio::net::TcpStream, frame: &[u8]) -> std::io::Result<Vec<u8>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(frame).await?;
+    let size = stream.read_i32().await?;
+    let mut out = size.to_be_bytes().to_vec();
+    out.resize(4 + size as usize, 0);
+    stream.read_exact(&mut out[4..]).await?;
+    Ok(out)
+}
+
+/// A request frame: size, api key, version, correlation id, client id "test", then `body`.
+pub fn request_frame(api_key: i16, version: i16, correlation_id: i32, body: &[u8]) -> Vec<u8> {
+    let mut f = vec![0; 4];
+    f.extend(api_key.to_be_bytes());
+    f.extend(version.to_be_bytes());
+    f.extend(correlation_id.to_be_bytes());
+    f.extend(4i16.to_be_bytes());
+    f.extend(b"test");
+    f.extend(body);
+    let size = (f.len() - 4) as i32;
+    f[..4].copy_from_slice(&size.to_be_bytes());
+    f
+}
+
+/// A broker as a [`FakeBroker`] reports it: node id, host, port, rack.
+pub type FakeNode = (i32, String, i32, Option<String>);
+
+/// A minimal broker for what no real broker here does on demand: it answers ApiVersions and
+/// Metadata with whatever brokers the test sets, answers every other request with the bytes
+/// `fake-response`, and records every request frame it receives.
+pub struct FakeBroker {
+    pub addr: SocketAddr,
+    pub nodes: Arc<std::sync::Mutex<Vec<FakeNode>>>,
+    pub received: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FakeBroker {
+    pub async fn start(port: u16, nodes: Vec<FakeNode>) -> Self {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("bind the fake broker");
+        let addr = listener.local_addr().unwrap();
+        let nodes = Arc::new(std::sync::Mutex::new(nodes));
+        let received = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (n, r) = (Arc::clone(&nodes), Arc::clone(&received));
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(fake_connection(stream, Arc::clone(&n), Arc::clone(&r)));
+            }
+        });
+        Self { addr, nodes, received, task }
+    }
+
+    pub fn set_nodes(&self, nodes: Vec<FakeNode>) {
+        *self.nodes.lock().unwrap() = nodes;
+    }
+}
+
+impl Drop for FakeBroker {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn fake_connection(
+    mut stream: tokio::net::TcpStream,
+    nodes: Arc<std::sync::Mutex<Vec<FakeNode>>>,
+    received: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+) {
+    use kafka_gateway::rewrite::{encode, Response};
+    use kafka_protocol::messages::api_versions_response::ApiVersion;
+    use kafka_protocol::messages::metadata_response::MetadataResponseBroker;
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn frame<M: Response>(m: &M, version: i16, correlation_id: i32) -> Vec<u8> {
+        encode(&ResponseHeader::default().with_correlation_id(correlation_id), m, version, &[]).unwrap().to_vec()
+    }
+    loop {
+        let Ok(size) = stream.read_i32().await else { return };
+        let mut body = vec![0; size as usize];
+        if stream.read_exact(&mut body).await.is_err() {
+            return;
+        }
+        let (key, version) = (i16::from_be_bytes([body[0], body[1]]), i16::from_be_bytes([body[2], body[3]]));
+        let correlation_id = i32::from_be_bytes([body[4], body[5], body[6], body[7]]);
+        let mut whole = size.to_be_bytes().to_vec();
+        whole.extend(&body);
+        received.lock().unwrap().push(whole);
+        let reply = match key {
+            18 => {
+                let keys = [(3, 0, 12), (18, 0, 3), (10_001, 0, 0)]
+                    .map(|(k, min, max)| ApiVersion::default().with_api_key(k).with_min_version(min).with_max_version(max));
+                frame(&ApiVersionsResponse::default().with_api_keys(keys.to_vec()), version.min(3), correlation_id)
+            }
+            3 => {
+                let brokers = nodes
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .map(|(id, host, port, rack)| {
+                        MetadataResponseBroker::default()
+                            .with_node_id(BrokerId(*id))
+                            .with_host(StrBytes::from_string(host.clone()))
+                            .with_port(*port)
+                            .with_rack(rack.clone().map(StrBytes::from_string))
+                    })
+                    .collect();
+                let m = MetadataResponse::default().with_brokers(brokers).with_cluster_id(Some(StrBytes::from_static_str("fake")));
+                frame(&m, version, correlation_id)
+            }
+            _ => {
+                let mut f = vec![0; 4];
+                f.extend(correlation_id.to_be_bytes());
+                f.extend(b"fake-response");
+                let len = (f.len() - 4) as i32;
+                f[..4].copy_from_slice(&len.to_be_bytes());
+                f
+            }
+        };
+        if stream.write_all(&reply).await.is_err() {
+            return;
+        }
+    }
+}

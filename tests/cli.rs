@@ -1,0 +1,175 @@
+//! The binary as an operator meets it: `kafka-gateway check` and `run`, their output and exit statuses.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use kafka_gateway::upstream::Connection;
+use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
+use support::*;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+const BIN: &str = env!("CARGO_BIN_EXE_kafka-gateway");
+
+fn aws_toml(bootstrap: &str, base: u16, az_by_rack: &str) -> String {
+    format!(
+        r#"
+        [upstream]
+        bootstrap_servers = "{bootstrap}"
+        connect_timeout_ms = 2000
+        [listeners.tidb]
+        bind = "127.0.0.1"
+        bootstrap_port = {base}
+        broker_port_base = {base}
+        advertised = "b{{node_id}}.{{az}}.unique_name.aws.plc.tidbcloud.com:{{port}}"
+        az_by_rack = {{ {az_by_rack} }}
+        "#
+    )
+}
+
+const ALL_RACKS: &str = r#""us-west-2a" = "usw2-az1", "us-west-2c" = "usw2-az2", "us-west-2b" = "usw2-az3""#;
+
+fn write(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("gateway.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn gateway(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).env_remove("RUST_LOG").output().unwrap()
+}
+
+#[test]
+fn every_invalid_configuration_exits_2_naming_its_key() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/configs/invalid");
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let key = text.lines().find_map(|l| l.strip_prefix("# error-key: ")).unwrap();
+        for command in ["run", "check"] {
+            let out = gateway(&[command, "--config", path.to_str().unwrap()]);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{command} {}: {stderr}", path.display());
+            assert!(stderr.contains(&format!("configuration refused: {key}: ")), "{}: {stderr}", path.display());
+        }
+    }
+}
+
+#[test]
+fn a_missing_file_and_a_bad_environment_value_exit_2() {
+    let out = gateway(&["run", "--config", "/nonexistent.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--config: /nonexistent.toml is not a readable file"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), &aws_toml("127.0.0.1:1", 9092, ALL_RACKS));
+    let out = Command::new(BIN)
+        .args(["check", "--config", path.to_str().unwrap()])
+        .env("KAFKA_GATEWAY_LISTENERS__TIDB__BROKER_PORT_BASE", "ninety")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("listeners.tidb.broker_port_base: invalid type"), "{stderr}");
+    assert!(stderr.contains("environment"), "{stderr}");
+}
+
+#[test]
+fn check_prints_every_broker_and_exits_0() {
+    let mock = mock_cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), &aws_toml(&mock.bootstrap_servers(), 19092, ALL_RACKS));
+    let out = gateway(&["check", "--config", path.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let upstreams: Vec<&str> = mock.bootstrap_servers().leak().split(',').collect();
+    for (i, rack) in RACKS.iter().enumerate() {
+        let node = i + 1;
+        let row: Vec<&str> = stdout
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(&node.to_string()))
+            .unwrap_or_else(|| panic!("no row for broker {node}:\n{stdout}"))
+            .split_whitespace()
+            .collect();
+        let advertised = format!("{}:{}", AWS_NAMES[i], 19092 + node);
+        let listen = format!("127.0.0.1:{}", 19092 + node);
+        assert_eq!(
+            row,
+            ["tidb", &node.to_string(), rack, upstreams[i], &format!("usw2-az{node}"), &advertised, &listen],
+            "{stdout}"
+        );
+    }
+    assert!(stdout.contains("ok: 3 broker(s) in 1 listener group(s)"), "{stdout}");
+}
+
+#[test]
+fn check_exits_1_naming_a_broker_without_az() {
+    let mock = mock_cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let racks = r#""us-west-2a" = "usw2-az1", "us-west-2c" = "usw2-az2""#;
+    let path = write(dir.path(), &aws_toml(&mock.bootstrap_servers(), 19092, racks));
+    let out = gateway(&["check", "--config", path.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("problem: listener group tidb, broker 3: listener group tidb: the template uses {az} but broker 3 has no AZ"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn check_exits_1_when_no_broker_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_ports(0);
+    let path = write(dir.path(), &aws_toml(&format!("127.0.0.1:{port}"), 19092, ALL_RACKS));
+    let out = gateway(&["check", "--config", path.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains(&format!("problem: bootstrap server cannot connect to 127.0.0.1:{port}")), "{stdout}");
+    assert!(stdout.contains("problem: no upstream server answered"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_serves_logs_bad_frames_and_stops_on_sigterm() {
+    let mock = mock_cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let base = free_ports(3);
+    // The file names a wrong upstream; the flag overrides it, as the configuration contract says.
+    let path = write(dir.path(), &aws_toml("127.0.0.1:1", base, ALL_RACKS));
+    let mut child = tokio::process::Command::new(BIN)
+        .args(["run", "--config", path.to_str().unwrap()])
+        .arg("--set")
+        .arg(format!("upstream.bootstrap_servers={}", mock.bootstrap_servers()))
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut wait_for = async |needle: &str| loop {
+        let line = tokio::time::timeout(Duration::from_secs(20), log.next_line()).await.unwrap().unwrap();
+        let line = line.unwrap_or_else(|| panic!("the log ended before {needle:?}"));
+        if line.contains(needle) {
+            return line;
+        }
+    };
+    wait_for(&format!("target=broker 3 addr=127.0.0.1:{}", base + 3)).await;
+
+    let addr = kafka_gateway::config::HostPort { host: "127.0.0.1".into(), port: base };
+    let mut conn = Connection::open(&addr, Duration::from_secs(5)).await.unwrap();
+    let metadata: MetadataResponse =
+        conn.call(ApiKey::Metadata, 12, &MetadataRequest::default().with_topics(Some(vec![]))).await.unwrap();
+    let hosts: Vec<_> = metadata.brokers.iter().map(|b| b.host.to_string()).collect();
+    assert_eq!(hosts, AWS_NAMES);
+
+    let mut bad = tokio::net::TcpStream::connect(("127.0.0.1", base + 1)).await.unwrap();
+    bad.write_all(&[0x7f, 0, 0, 0, 0, 0]).await.unwrap();
+    let line = wait_for("closing connection").await;
+    assert!(line.contains("exceeds the limit of 104857600 bytes (gateway.max_frame_bytes)"), "{line}");
+    assert!(line.contains("target=broker 1"), "{line}");
+
+    let pid = child.id().unwrap().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "{status}");
+}
