@@ -18,9 +18,13 @@ struct Args {
     /// The address the gateway listens on.
     #[arg(long, default_value = "127.0.0.1")]
     bind: String,
-    /// Stop after this many seconds (default: run until Ctrl-C).
+    /// Stop after this many seconds (default: run until Ctrl-C or SIGTERM).
     #[arg(long)]
     seconds: Option<u64>,
+    /// Run only the cluster and print `bootstrap HOST:PORT,…` (for tests/e2e/private-link.sh,
+    /// which runs the real gateway binary in front of it).
+    #[arg(long)]
+    cluster_only: bool,
 }
 
 const RACKS: [&str; 3] = ["us-west-2a", "us-west-2c", "us-west-2b"];
@@ -35,6 +39,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let cluster = MockCluster::new(3)?;
     for (i, rack) in RACKS.iter().enumerate() {
         cluster.broker_rack(i as i32 + 1, rack)?;
+    }
+    if args.cluster_only {
+        println!("bootstrap {}", cluster.bootstrap_servers());
+        wait(args.seconds).await?;
+        return Ok(());
     }
     let config = Config::from_toml(&format!(
         r#"
@@ -66,17 +75,26 @@ To produce and consume, the names must resolve to the gateway, as TiDB Cloud's p
   echo '{bind} {hosts}' | sudo tee -a /etc/hosts
   seq 1 10 | kcat -b {bootstrap} -P -t test-topic
   kcat -b {bootstrap} -G demo-group test-topic -e
-Or, without touching /etc/hosts, in a network namespace that reaches only the gateway:
-  tests/e2e/private-link.sh --help
+Or let the testbed do all of it in network namespaces, as behind a private link (root):
+  tests/e2e/private-link.sh
 Ctrl-C stops the demo.",
         bind = args.bind,
         hosts = hosts.join(" "),
     );
-    match args.seconds {
-        Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
-        None => tokio::signal::ctrl_c().await?,
-    }
+    wait(args.seconds).await?;
     gateway.shutdown();
     drop(cluster);
+    Ok(())
+}
+
+async fn wait(seconds: Option<u64>) -> std::io::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    match seconds {
+        Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
+        None => tokio::select! {
+            r = tokio::signal::ctrl_c() => r?,
+            _ = term.recv() => {}
+        },
+    }
     Ok(())
 }

@@ -1,5 +1,7 @@
-//! `kafka-gateway check`: asks the cluster for its brokers and shows, per listener group and broker,
-//! what the gateway would advertise and where it would listen — and every problem on the way.
+//! The operator's commands besides `run`: `check` asks the cluster for its brokers and shows, per
+//! listener group and broker, what the gateway would advertise and where it would listen, with every
+//! problem on the way; `validate` does the same offline for brokers the operator names; `health`
+//! tells whether a running gateway accepts connections.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -116,10 +118,56 @@ pub async fn check(config: &Config) -> Report {
     report.rows = rows(config, &view.brokers);
     for row in &report.rows {
         if let Err(e) = &row.advertised {
-            report.problems.push(format!("listener group {}, broker {}: {e}", row.group, row.node_id));
+            report.problems.push(e.clone());
         }
     }
     report
+}
+
+/// The report for brokers the operator names (`ID` or `ID:RACK`), without touching the network.
+pub fn plan(config: &Config, brokers: &[(i32, Option<String>)]) -> Report {
+    let views: Vec<BrokerView> = brokers
+        .iter()
+        .map(|(id, rack)| BrokerView { node_id: *id, host: "-".into(), port: 0, rack: Some(rack.clone()) })
+        .collect();
+    let mut report = Report { rows: rows(config, &views), ..Report::default() };
+    for row in &mut report.rows {
+        row.upstream = "-".into();
+    }
+    let nodes: BTreeSet<i32> = brokers.iter().map(|(id, _)| *id).collect();
+    if let Err(e) = config.check_ports(&nodes) {
+        report.problems.push(format!("port collision: {e}"));
+    }
+    for row in &report.rows {
+        if let Err(e) = &row.advertised {
+            report.problems.push(e.clone());
+        }
+    }
+    report
+}
+
+/// Connects to every bootstrap port of a running gateway with `config` (a wildcard bind is reached
+/// on loopback). Err names the first port that does not accept.
+pub async fn health(config: &Config) -> Result<usize, String> {
+    let mut checked = 0;
+    for group in &config.groups {
+        let Some(port) = group.bootstrap_port else { continue };
+        let ip = match group.bind {
+            std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+            ip => ip,
+        };
+        let addr = SocketAddr::new(ip, port);
+        match tokio::time::timeout(config.upstream.connect_timeout, tokio::net::TcpStream::connect(addr)).await {
+            Ok(Ok(_)) => checked += 1,
+            Ok(Err(e)) => return Err(format!("listeners.{}.bootstrap_port {addr}: {e}", group.name)),
+            Err(_) => return Err(format!("listeners.{}.bootstrap_port {addr}: no answer", group.name)),
+        }
+    }
+    if checked == 0 {
+        return Err("nothing to check: no listener group has a bootstrap_port".into());
+    }
+    Ok(checked)
 }
 
 /// The table rows for `brokers`, without touching the network.

@@ -256,6 +256,8 @@ fn figment_error(err: figment::Error) -> ConfigError {
     };
     let key = if path.is_empty() { "(top level)".to_owned() } else { path.join(".") };
     let source = match &err.metadata {
+        // Values from `--set` come through figment's Serialized provider, named after a Rust type.
+        Some(meta) if meta.name.starts_with("figment::") => " (from --set)".to_owned(),
         Some(meta) => match &meta.source {
             Some(src) => format!(" (from {} {src})", meta.name),
             None => format!(" (from {})", meta.name),

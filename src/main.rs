@@ -23,6 +23,27 @@ enum Command {
     /// Ask the cluster for its brokers, print what each listener group would advertise, and exit
     /// non-zero on any problem.
     Check(ConfigArgs),
+    /// Check the configuration without connecting; with --broker, print the names and ports those
+    /// brokers would get (to plan DNS and load-balancer rules before the gateway runs).
+    Validate {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// A broker as ID or ID:RACK, e.g. --broker 1:us-west-2a (repeatable).
+        #[arg(long = "broker", value_name = "ID[:RACK]", value_parser = parse_broker)]
+        brokers: Vec<(i32, Option<String>)>,
+    },
+    /// Exit 0 if a running gateway with this configuration accepts connections on its bootstrap
+    /// ports (for container health checks).
+    Health(ConfigArgs),
+}
+
+fn parse_broker(s: &str) -> Result<(i32, Option<String>), String> {
+    let (id, rack) = match s.split_once(':') {
+        Some((id, rack)) => (id, Some(rack.to_owned())),
+        None => (s, None),
+    };
+    let id = id.parse::<i32>().ok().filter(|&n| n >= 0).ok_or_else(|| format!("'{id}' is not a node id"))?;
+    Ok((id, rack))
 }
 
 #[derive(Args)]
@@ -45,11 +66,11 @@ fn main() -> ExitCode {
         // Colours only for people: log collectors get plain lines.
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let (ConfigArgs { config, overrides }, command) = match cli.command {
-        Command::Run(args) => (args, "run"),
-        Command::Check(args) => (args, "check"),
+    let args = match &cli.command {
+        Command::Run(args) | Command::Check(args) | Command::Health(args) => args,
+        Command::Validate { config, .. } => config,
     };
-    let config = match Config::load(config.as_deref(), &overrides) {
+    let config = match Config::load(args.config.as_deref(), &args.overrides) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("kafka-gateway: configuration refused: {e}");
@@ -58,24 +79,46 @@ fn main() -> ExitCode {
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
     runtime.block_on(async move {
-        if command == "check" {
-            let report = check::check(&config).await;
-            print!("{}", report.render());
-            return if report.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE };
-        }
-        match Gateway::start(config).await {
-            Ok(gateway) => {
-                wait_for_signal().await;
-                tracing::info!("shutting down");
-                gateway.shutdown();
+        match cli.command {
+            Command::Run(_) => run(config).await,
+            Command::Check(_) => report(check::check(&config).await),
+            Command::Validate { brokers, .. } if brokers.is_empty() => {
+                println!("ok: configuration valid ({} listener group(s))", config.groups.len());
                 ExitCode::SUCCESS
             }
-            Err(e) => {
-                eprintln!("kafka-gateway: {e}");
-                ExitCode::FAILURE
-            }
+            Command::Validate { brokers, .. } => report(check::plan(&config, &brokers)),
+            Command::Health(_) => match check::health(&config).await {
+                Ok(n) => {
+                    println!("ok: {n} bootstrap port(s) accept connections");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    println!("unhealthy: {e}");
+                    ExitCode::FAILURE
+                }
+            },
         }
     })
+}
+
+fn report(report: check::Report) -> ExitCode {
+    print!("{}", report.render());
+    if report.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+async fn run(config: Config) -> ExitCode {
+    match Gateway::start(config).await {
+        Ok(gateway) => {
+            wait_for_signal().await;
+            tracing::info!("shutting down");
+            gateway.shutdown();
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("kafka-gateway: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn wait_for_signal() {

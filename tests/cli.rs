@@ -113,7 +113,7 @@ fn check_exits_1_naming_a_broker_without_az() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(
-        stdout.contains("problem: listener group tidb, broker 3: listener group tidb: the template uses {az} but broker 3 has no AZ"),
+        stdout.contains("problem: listener group tidb: the template uses {az} but broker 3 has no AZ"),
         "{stdout}"
     );
 }

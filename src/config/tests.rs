@@ -134,6 +134,9 @@ fn a_missing_config_file_and_a_malformed_flag_are_named() {
         assert_eq!(err.key, "--config");
         let err = Config::load(None, &["listeners.t.bind".into()]).unwrap_err();
         assert_eq!(err.key, "--set");
+        let err = Config::load(None, &["upstream.bootstrap_servers=k:1".into(), "listeners.t.broker_port_base=x".into()]).unwrap_err();
+        assert_eq!(err.key, "listeners.t.broker_port_base");
+        assert!(err.reason.ends_with("(from --set)"), "{err}");
         Ok(())
     });
 }
