@@ -41,8 +41,12 @@ pub struct Config {
     pub upstream: Upstream,
     /// Listener groups in name order.
     pub groups: Vec<ListenerGroup>,
-    /// Frames above this size close the connection that sent them.
+    /// A request above this size closes the connection that sent it.
     pub max_frame_bytes: usize,
+    /// A response the gateway must hold whole to rewrite it (Fetch v16+ with its records, the
+    /// Metadata of a large cluster) above this size closes the client's connection. Responses that
+    /// need no rewrite stream through at any size.
+    pub max_response_bytes: usize,
     /// TCP keepalive on both sides of every connection, so that load balancers with idle timeouts
     /// (AWS PrivateLink drops idle flows at 350 s) keep long-lived Kafka connections. `None` = off.
     pub tcp_keepalive: Option<Duration>,
@@ -319,6 +323,8 @@ struct RawGroup {
 struct RawGateway {
     #[serde(default = "default_max_frame_bytes")]
     max_frame_bytes: usize,
+    #[serde(default = "default_max_response_bytes")]
+    max_response_bytes: usize,
     #[serde(default = "default_tcp_keepalive_secs")]
     tcp_keepalive_secs: u64,
 }
@@ -327,6 +333,7 @@ impl Default for RawGateway {
     fn default() -> Self {
         Self {
             max_frame_bytes: default_max_frame_bytes(),
+            max_response_bytes: default_max_response_bytes(),
             tcp_keepalive_secs: default_tcp_keepalive_secs(),
         }
     }
@@ -343,6 +350,10 @@ fn default_metadata_refresh_secs() -> u64 {
 }
 fn default_max_frame_bytes() -> usize {
     100 * 1024 * 1024
+}
+/// Above brokers' default fetch.max.bytes (55 MiB), the largest answer a default client gets.
+fn default_max_response_bytes() -> usize {
+    256 * 1024 * 1024
 }
 fn default_tcp_keepalive_secs() -> u64 {
     60
@@ -370,8 +381,13 @@ impl RawConfig {
         if self.upstream.metadata_refresh_secs == 0 {
             return Err(ConfigError::new("upstream.metadata_refresh_secs", "must be above 0"));
         }
-        if self.gateway.max_frame_bytes < 64 {
-            return Err(ConfigError::new("gateway.max_frame_bytes", "must be at least 64"));
+        for (key, value) in [
+            ("gateway.max_frame_bytes", self.gateway.max_frame_bytes),
+            ("gateway.max_response_bytes", self.gateway.max_response_bytes),
+        ] {
+            if value < 64 {
+                return Err(ConfigError::new(key, "must be at least 64"));
+            }
         }
         if self.listeners.is_empty() {
             return Err(ConfigError::new("listeners", "at least one listener group is required"));
@@ -389,6 +405,7 @@ impl RawConfig {
             },
             groups,
             max_frame_bytes: self.gateway.max_frame_bytes,
+            max_response_bytes: self.gateway.max_response_bytes,
             tcp_keepalive: (self.gateway.tcp_keepalive_secs > 0)
                 .then(|| Duration::from_secs(self.gateway.tcp_keepalive_secs)),
         };

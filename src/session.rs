@@ -43,6 +43,8 @@ pub enum SessionError {
     Rewrite(#[from] RewriteError),
     #[error("the broker closed the connection in the middle of a response")]
     Truncated,
+    #[error("a response of {size} bytes to rewrite exceeds the limit of {limit} bytes (gateway.max_response_bytes)")]
+    ResponseTooLarge { size: usize, limit: usize },
 }
 
 /// Serves one accepted client connection until either side closes or breaks the protocol.
@@ -60,7 +62,15 @@ async fn run(gateway: &Arc<Gateway>, group: usize, target: Target, client: TcpSt
     let (client_rd, client_wr) = client.into_split();
     let (upstream_rd, upstream_wr) = upstream.into_split();
     let advertiser = gateway.advertiser(group);
-    proxy(client_rd, client_wr, upstream_rd, upstream_wr, gateway.config.max_frame_bytes, &advertiser).await
+    let limits = Limits { request: gateway.config.max_frame_bytes, response: gateway.config.max_response_bytes };
+    proxy(client_rd, client_wr, upstream_rd, upstream_wr, limits, &advertiser).await
+}
+
+/// The largest request forwarded, and the largest response held whole to be rewritten.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub request: usize,
+    pub response: usize,
 }
 
 /// Runs both directions of one connection until one of them ends.
@@ -69,13 +79,13 @@ pub async fn proxy(
     client_wr: impl AsyncWrite + Unpin,
     upstream_rd: impl AsyncRead + Unpin,
     upstream_wr: impl AsyncWrite + Unpin,
-    max_frame_bytes: usize,
+    limits: Limits,
     advertiser: &(dyn Advertise + Sync),
 ) -> Result<(), SessionError> {
     let inflight = Inflight::default();
     tokio::select! {
-        r = pump_requests(client_rd, upstream_wr, &inflight, max_frame_bytes) => r,
-        r = pump_responses(upstream_rd, client_wr, &inflight, max_frame_bytes, advertiser) => r,
+        r = pump_requests(client_rd, upstream_wr, &inflight, limits.request) => r,
+        r = pump_responses(upstream_rd, client_wr, &inflight, limits.response, advertiser) => r,
     }
 }
 
@@ -129,7 +139,7 @@ async fn pump_responses(
     mut from: impl AsyncRead + Unpin,
     mut to: impl AsyncWrite + Unpin,
     inflight: &Inflight,
-    max_frame_bytes: usize,
+    max_response_bytes: usize,
     advertiser: &(dyn Advertise + Sync),
 ) -> Result<(), SessionError> {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
@@ -146,8 +156,8 @@ async fn pump_responses(
             if rest > 0 {
                 break;
             }
-            // Responses the gateway forwards may be as large as the client asked for; the limit
-            // applies to what it must hold in memory to rewrite.
+            // Forwarded responses may be as large as the client asked for; the limit applies to
+            // what the gateway must hold in memory to rewrite.
             let Peek::Ready(len) = frame::frame_len(&buf[ready..], MIN_RESPONSE, i32::MAX as usize)? else { break };
             let Peek::Ready(correlation_id) = frame::peek_correlation_id(&buf[ready..]) else { break };
             let pending = inflight.answer(correlation_id)?;
@@ -155,8 +165,8 @@ async fn pump_responses(
                 rest = len;
                 continue;
             }
-            if len > max_frame_bytes {
-                return Err(FrameError::TooLarge { size: len, limit: max_frame_bytes }.into());
+            if len > max_response_bytes {
+                return Err(SessionError::ResponseTooLarge { size: len, limit: max_response_bytes });
             }
             // Send what precedes this frame, then hold the frame whole.
             to.write_all(&buf[..ready]).await?;
@@ -170,10 +180,12 @@ async fn pump_responses(
             let response = buf.split_to(len).freeze();
             let replaced = match pending.action {
                 Action::Rewrite(kind) => rewrite::rewrite(kind, pending.api_version, response, advertiser)?,
-                Action::ApiVersionsFallback => api_versions::fallback(correlation_id).freeze(),
+                Action::ApiVersionsFallback => api_versions::fallback(correlation_id).freeze().into(),
                 Action::Forward => unreachable!("forwarded above"),
             };
-            to.write_all(&replaced).await?;
+            for piece in replaced.pieces() {
+                to.write_all(piece).await?;
+            }
         }
         if ready > 0 {
             to.write_all(&buf[..ready]).await?;

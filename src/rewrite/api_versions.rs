@@ -8,7 +8,8 @@
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, DescribeClusterResponse, FindCoordinatorResponse, MetadataResponse, ResponseHeader,
+    ApiKey, ApiVersionsResponse, DescribeClusterResponse, FetchResponse, FindCoordinatorResponse, MetadataResponse,
+    ProduceResponse, ResponseHeader,
 };
 use kafka_protocol::protocol::Message;
 
@@ -43,8 +44,8 @@ pub const LIMITS: &[Limit] = &[
     upto(ApiKey::FindCoordinator, FindCoordinatorResponse::VERSIONS.max, "rewritten up to the newest version the gateway decodes"),
     upto(ApiKey::DescribeCluster, DescribeClusterResponse::VERSIONS.max, "rewritten up to the newest version the gateway decodes"),
     upto(ApiKey::ApiVersions, ApiVersionsResponse::VERSIONS.max, "edited up to the newest version the gateway decodes"),
-    upto(ApiKey::Produce, 9, "v10+ responses carry KIP-951 node_endpoints"),
-    upto(ApiKey::Fetch, 15, "v16+ responses carry KIP-951 node_endpoints"),
+    upto(ApiKey::Produce, ProduceResponse::VERSIONS.max, "v10+ node_endpoints rewritten up to the newest version the gateway decodes"),
+    upto(ApiKey::Fetch, FetchResponse::VERSIONS.max, "v16+ node_endpoints rewritten up to the newest version the gateway decodes"),
     upto(ApiKey::DescribeQuorum, 1, "v2+ responses carry the controllers' listeners"),
     Limit { key: ApiKey::ShareFetch, versions: None, why: "responses carry node_endpoints" },
     Limit { key: ApiKey::ShareAcknowledge, versions: None, why: "responses carry node_endpoints" },

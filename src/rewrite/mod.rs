@@ -7,8 +7,11 @@
 
 pub mod api_versions;
 mod describe_cluster;
+mod endpoints;
+mod fetch;
 mod find_coordinator;
 mod metadata;
+mod produce;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ResponseHeader};
@@ -24,6 +27,10 @@ pub enum Rewrite {
     Metadata,
     FindCoordinator,
     DescribeCluster,
+    /// v10+: KIP-951 node endpoints.
+    Produce,
+    /// v16+: KIP-951 node endpoints, after the records.
+    Fetch,
 }
 
 /// What a request's response will need.
@@ -66,6 +73,9 @@ pub fn plan(api_key: i16, api_version: i16) -> Result<Action, Refused> {
         ApiKey::Metadata => Action::Rewrite(Rewrite::Metadata),
         ApiKey::FindCoordinator => Action::Rewrite(Rewrite::FindCoordinator),
         ApiKey::DescribeCluster => Action::Rewrite(Rewrite::DescribeCluster),
+        // Only KIP-951 versions name brokers; older ones stream through untouched.
+        ApiKey::Produce if api_version >= 10 => Action::Rewrite(Rewrite::Produce),
+        ApiKey::Fetch if api_version >= 16 => Action::Rewrite(Rewrite::Fetch),
         _ => Action::Forward,
     })
 }
@@ -114,13 +124,46 @@ pub enum RewriteError {
     Advertise(#[from] AdvertiseError),
 }
 
+/// A rewritten frame, in pieces written one after the other, so that large unchanged parts (the
+/// records of a Fetch response) are passed on without being copied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rewritten(Vec<Bytes>);
+
+impl Rewritten {
+    pub fn pieces(&self) -> &[Bytes] {
+        &self.0
+    }
+
+    /// The whole frame in one buffer (for tests and tools; the gateway writes the pieces).
+    pub fn to_bytes(&self) -> Bytes {
+        match self.0.as_slice() {
+            [one] => one.clone(),
+            pieces => pieces.concat().into(),
+        }
+    }
+}
+
+impl From<Bytes> for Rewritten {
+    fn from(frame: Bytes) -> Self {
+        Self(vec![frame])
+    }
+}
+
+impl From<Vec<Bytes>> for Rewritten {
+    fn from(pieces: Vec<Bytes>) -> Self {
+        Self(pieces)
+    }
+}
+
 /// Rewrites one whole response frame (size prefix included) answering a request of `version`.
-pub fn rewrite(kind: Rewrite, version: i16, frame: Bytes, adv: &dyn Advertise) -> Result<Bytes, RewriteError> {
+pub fn rewrite(kind: Rewrite, version: i16, frame: Bytes, adv: &dyn Advertise) -> Result<Rewritten, RewriteError> {
     match kind {
-        Rewrite::ApiVersions => api_versions::rewrite(version, frame),
+        Rewrite::ApiVersions => api_versions::rewrite(version, frame).map(Rewritten::from),
         Rewrite::Metadata => edit(frame, version, |m| metadata::rewrite(m, version, adv)),
         Rewrite::FindCoordinator => edit(frame, version, |m| find_coordinator::rewrite(m, version, adv)),
         Rewrite::DescribeCluster => edit(frame, version, |m| describe_cluster::rewrite(m, adv)),
+        Rewrite::Produce => produce::rewrite(version, frame, adv),
+        Rewrite::Fetch => fetch::rewrite(version, frame, adv),
     }
 }
 
@@ -134,10 +177,10 @@ fn edit<M: Response>(
     frame: Bytes,
     version: i16,
     change: impl FnOnce(&mut M) -> Result<(), AdvertiseError>,
-) -> Result<Bytes, RewriteError> {
+) -> Result<Rewritten, RewriteError> {
     let mut decoded = decode::<M>(frame, version)?;
     change(&mut decoded.message)?;
-    Ok(encode(&decoded.header, &decoded.message, version, &decoded.trailing)?.freeze())
+    Ok(encode(&decoded.header, &decoded.message, version, &decoded.trailing)?.freeze().into())
 }
 
 /// A decoded response frame.

@@ -7,9 +7,11 @@ use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::metadata_response::MetadataResponseBroker;
+use kafka_protocol::messages::fetch_response::{self, FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::produce_response::{self, PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, BrokerId, DescribeClusterResponse, FindCoordinatorResponse, MetadataResponse,
-    ResponseHeader,
+    ApiKey, ApiVersionsResponse, BrokerId, DescribeClusterResponse, FetchResponse, FindCoordinatorResponse,
+    MetadataResponse, ProduceResponse, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Message, StrBytes};
 
@@ -59,7 +61,7 @@ fn metadata_brokers_are_rewritten_at_every_version() {
             input = input.with_cluster_id(Some(s("cluster-a")));
         }
         let fake = Fake::default();
-        let out = rewrite(Rewrite::Metadata, version, frame(&input, version, 42), &fake).unwrap();
+        let out = rewrite(Rewrite::Metadata, version, frame(&input, version, 42), &fake).unwrap().to_bytes();
         let Decoded { header, message: output, .. } = decode::<MetadataResponse>(out, version).unwrap();
         assert_eq!(header.correlation_id, 42);
         let mut expected = input.clone();
@@ -87,7 +89,7 @@ fn find_coordinator_top_level_and_batched_forms() {
                 Coordinator::default().with_key(s("group-b")).with_node_id(BrokerId(-1)).with_port(-1).with_error_code(15),
             ])
         };
-        let out = rewrite(Rewrite::FindCoordinator, version, frame(&input, version, 1), &Fake::default()).unwrap();
+        let out = rewrite(Rewrite::FindCoordinator, version, frame(&input, version, 1), &Fake::default()).unwrap().to_bytes();
         let output = decode::<FindCoordinatorResponse>(out, version).unwrap().message;
         if version < 4 {
             assert_eq!((output.host.as_str(), output.port), ("b2.example", 19002), "v{version}");
@@ -104,7 +106,7 @@ fn find_coordinator_errors_pass_unchanged() {
     for version in 0..4 {
         let input = FindCoordinatorResponse::default().with_error_code(15).with_node_id(BrokerId(-1)).with_port(-1);
         let fake = Fake::default();
-        let out = rewrite(Rewrite::FindCoordinator, version, frame(&input, version, 1), &fake).unwrap();
+        let out = rewrite(Rewrite::FindCoordinator, version, frame(&input, version, 1), &fake).unwrap().to_bytes();
         assert_eq!(out, frame(&input, version, 1));
         assert!(fake.seen.borrow().is_empty());
     }
@@ -116,7 +118,7 @@ fn describe_cluster_brokers_are_rewritten() {
         let input = DescribeClusterResponse::default().with_cluster_id(s("c")).with_brokers(vec![
             DescribeClusterBroker::default().with_broker_id(BrokerId(7)).with_host(s("10.0.0.7")).with_port(9092).with_rack(Some(s("r"))),
         ]);
-        let out = rewrite(Rewrite::DescribeCluster, version, frame(&input, version, 9), &Fake::default()).unwrap();
+        let out = rewrite(Rewrite::DescribeCluster, version, frame(&input, version, 9), &Fake::default()).unwrap().to_bytes();
         let output = decode::<DescribeClusterResponse>(out, version).unwrap().message;
         assert_eq!((output.brokers[0].host.as_str(), output.brokers[0].port), ("b7.example", 19007));
         assert_eq!(output.brokers[0].rack.as_deref(), Some("r"));
@@ -132,7 +134,7 @@ fn trailing_bytes_are_carried_through_and_truncation_is_an_error() {
         .with_port(9092)]);
     let mut long = frame(&input, 12, 1).to_vec();
     long.extend([0, 7]);
-    let out = rewrite(Rewrite::Metadata, 12, long.into(), &Fake::default()).unwrap();
+    let out = rewrite(Rewrite::Metadata, 12, long.into(), &Fake::default()).unwrap().to_bytes();
     let d = decode::<MetadataResponse>(out, 12).unwrap();
     assert_eq!(d.message.brokers[0].host.as_str(), "b1.example");
     assert_eq!(&d.trailing[..], [0, 7]);
@@ -152,8 +154,8 @@ fn versions_response(keys: &[(i16, i16, i16)]) -> ApiVersionsResponse {
 #[test]
 fn api_versions_are_capped_removed_or_left_alone() {
     let broker = [
-        (0, 3, 13),      // Produce: capped at 9
-        (1, 4, 18),      // Fetch: capped at 15
+        (0, 3, 14),      // Produce from a future broker: capped at what the gateway decodes
+        (1, 4, 19),      // Fetch likewise
         (3, 0, 14),      // Metadata from a future broker: capped at what we decode
         (17, 0, 1),      // SaslHandshake: v0 removed
         (18, 0, 5),      // ApiVersions
@@ -166,12 +168,12 @@ fn api_versions_are_capped_removed_or_left_alone() {
     ];
     for version in 0..=ApiVersionsResponse::VERSIONS.max {
         let input = versions_response(&broker).with_throttle_time_ms(if version >= 1 { 5 } else { 0 });
-        let out = rewrite(Rewrite::ApiVersions, version, frame(&input, version, 3), &Fake::default()).unwrap();
+        let out = rewrite(Rewrite::ApiVersions, version, frame(&input, version, 3), &Fake::default()).unwrap().to_bytes();
         let output = decode::<ApiVersionsResponse>(out, version).unwrap().message;
         let got: Vec<_> = output.api_keys.iter().map(|k| (k.api_key, k.min_version, k.max_version)).collect();
         assert_eq!(
             got,
-            [(0, 3, 9), (1, 4, 15), (3, 0, 13), (17, 1, 1), (18, 0, 4), (55, 0, 1), (89, 0, 0), (10_000, 0, 3)],
+            [(0, 3, 13), (1, 4, 18), (3, 0, 13), (17, 1, 1), (18, 0, 4), (55, 0, 1), (89, 0, 0), (10_000, 0, 3)],
             "v{version}"
         );
         assert_eq!(output.throttle_time_ms, input.throttle_time_ms);
@@ -181,12 +183,12 @@ fn api_versions_are_capped_removed_or_left_alone() {
 #[test]
 fn kip_511_fallback_from_the_broker_is_read_in_the_v0_layout() {
     // The client asked with v3; the broker does not know v3 and answers error 35 in the v0 layout.
-    let input = versions_response(&[(18, 0, 2), (0, 0, 12)]).with_error_code(UNSUPPORTED_VERSION);
-    let out = rewrite(Rewrite::ApiVersions, 3, frame(&input, 0, 5), &Fake::default()).unwrap();
+    let input = versions_response(&[(18, 0, 2), (0, 0, 14)]).with_error_code(UNSUPPORTED_VERSION);
+    let out = rewrite(Rewrite::ApiVersions, 3, frame(&input, 0, 5), &Fake::default()).unwrap().to_bytes();
     let output = decode::<ApiVersionsResponse>(out, 0).unwrap().message;
     assert_eq!(output.error_code, UNSUPPORTED_VERSION);
     let got: Vec<_> = output.api_keys.iter().map(|k| (k.api_key, k.max_version)).collect();
-    assert_eq!(got, [(18, 2), (0, 9)]);
+    assert_eq!(got, [(18, 2), (0, 13)]);
 }
 
 #[test]
@@ -197,7 +199,7 @@ fn an_error_35_answer_in_a_foreign_layout_passes_as_it_came() {
     let size = (f.len() - 4) as i32;
     f[..4].copy_from_slice(&size.to_be_bytes());
     let frame = Bytes::from(f);
-    assert_eq!(rewrite(Rewrite::ApiVersions, 3, frame.clone(), &Fake::default()).unwrap(), frame);
+    assert_eq!(rewrite(Rewrite::ApiVersions, 3, frame.clone(), &Fake::default()).unwrap().to_bytes(), frame);
 }
 
 #[test]
@@ -217,18 +219,132 @@ fn plans_follow_the_limits() {
     assert_eq!(plan(18, 3), Ok(Action::Rewrite(Rewrite::ApiVersions)));
     assert_eq!(plan(18, 5), Ok(Action::ApiVersionsFallback));
     assert_eq!(plan(0, 9), Ok(Action::Forward));
+    assert_eq!(plan(0, 10), Ok(Action::Rewrite(Rewrite::Produce)));
     assert_eq!(plan(1, 15), Ok(Action::Forward));
+    assert_eq!(plan(1, 16), Ok(Action::Rewrite(Rewrite::Fetch)));
     assert_eq!(plan(2, 99), Ok(Action::Forward), "no address in ListOffsets at any version");
     assert_eq!(plan(89, 0), Ok(Action::Forward));
     assert_eq!(plan(-3, 0), Ok(Action::Forward));
     assert_eq!(plan(10_010, 7), Ok(Action::Forward));
-    for (key, version) in [(0, 10), (1, 16), (3, 14), (55, 2), (78, 1), (79, 1), (17, 0), (60, 3), (10, 7)] {
+    for (key, version) in [(0, 14), (1, 19), (3, 14), (55, 2), (78, 1), (79, 1), (17, 0), (60, 3), (10, 7)] {
         let err = plan(key, version).unwrap_err();
         assert_eq!((err.api_key, err.api_version), (key, version));
     }
     assert_eq!(
-        plan(0, 10).unwrap_err().to_string(),
-        "Produce v10 is refused: its response could carry broker addresses the gateway cannot rewrite (allowed: v0-v9; v10+ responses carry KIP-951 node_endpoints)"
+        plan(55, 2).unwrap_err().to_string(),
+        "DescribeQuorum v2 is refused: its response could carry broker addresses the gateway cannot rewrite (allowed: v0-v1; v2+ responses carry the controllers' listeners)"
     );
     assert_eq!(api_name(ApiKey::DescribeCluster as i16), "DescribeCluster");
+}
+
+fn produce_response(version: i16, endpoints: bool) -> ProduceResponse {
+    let partition = PartitionProduceResponse::default().with_index(2).with_error_code(6).with_base_offset(-1);
+    let topic = TopicProduceResponse::default()
+        .with_name(TopicName(s("orders")))
+        .with_partition_responses(vec![partition]);
+    let mut response = ProduceResponse::default().with_responses(vec![topic]);
+    if version >= 13 {
+        response.responses[0].name = TopicName(s(""));
+        response.responses[0].topic_id = uuid_for_tests();
+    }
+    if endpoints {
+        response.node_endpoints = vec![produce_response::NodeEndpoint::default()
+            .with_node_id(BrokerId(3))
+            .with_host(s("10.0.0.3"))
+            .with_port(9092)
+            .with_rack(Some(s("us-west-2b")))];
+    }
+    response
+}
+
+fn uuid_for_tests() -> uuid::Uuid {
+    uuid::Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef)
+}
+
+#[test]
+fn produce_node_endpoints_are_rewritten_at_v10_to_v13() {
+    for version in 10..=ProduceResponse::VERSIONS.max {
+        let input = produce_response(version, true);
+        let fake = Fake::default();
+        let out = rewrite(Rewrite::Produce, version, frame(&input, version, 4), &fake).unwrap().to_bytes();
+        let output = decode::<ProduceResponse>(out, version).unwrap().message;
+        let mut expected = input.clone();
+        expected.node_endpoints[0].host = s("b3.example");
+        expected.node_endpoints[0].port = 19003;
+        assert_eq!(output, expected, "v{version}");
+        assert_eq!(fake.seen.borrow()[0].3, "us-west-2b", "the rack comes with the endpoint");
+    }
+}
+
+fn fetch_response(endpoints: bool, records: &[u8]) -> FetchResponse {
+    let partition = PartitionData::default()
+        .with_partition_index(1)
+        .with_high_watermark(100)
+        .with_records(Some(Bytes::copy_from_slice(records)))
+        .with_aborted_transactions(Some(vec![fetch_response::AbortedTransaction::default().with_first_offset(7)]))
+        .with_unknown_tagged_field(9, Bytes::from_static(b"kept"));
+    let topic = FetchableTopicResponse::default().with_topic_id(uuid_for_tests()).with_partitions(vec![partition]);
+    let mut response = FetchResponse::default().with_responses(vec![topic]).with_session_id(77);
+    if endpoints {
+        response.node_endpoints = (1..=2)
+            .map(|n| {
+                fetch_response::NodeEndpoint::default()
+                    .with_node_id(BrokerId(n))
+                    .with_host(s(&format!("10.0.0.{n}")))
+                    .with_port(9092)
+            })
+            .collect();
+        response.unknown_tagged_fields.insert(5, Bytes::from_static(b"later tag"));
+    }
+    response
+}
+
+#[test]
+fn fetch_node_endpoints_are_rewritten_at_v16_to_v18_without_touching_records() {
+    let records: Vec<u8> = (0..5000u32).map(|i| i as u8).collect();
+    for version in 16..=FetchResponse::VERSIONS.max {
+        let input = fetch_response(true, &records);
+        let original = frame(&input, version, 8);
+        let out = rewrite(Rewrite::Fetch, version, original.clone(), &Fake::default()).unwrap();
+        let pieces = out.pieces();
+        assert_eq!(pieces.len(), 3, "v{version}: size, the untouched middle, the new tags");
+        // The middle piece is the original frame's memory, records included: nothing was copied.
+        assert_eq!(pieces[1].as_ptr(), original[4..].as_ptr(), "v{version}");
+        let output = decode::<FetchResponse>(out.to_bytes(), version).unwrap().message;
+        let mut expected = input.clone();
+        for e in &mut expected.node_endpoints {
+            e.host = s(&format!("b{}.example", e.node_id.0));
+            e.port = 19000 + e.node_id.0;
+        }
+        assert_eq!(output, expected, "v{version}");
+    }
+}
+
+#[test]
+fn fetch_without_node_endpoints_passes_as_the_same_bytes() {
+    for version in 16..=FetchResponse::VERSIONS.max {
+        let original = frame(&fetch_response(false, b"records"), version, 8);
+        let fake = Fake::default();
+        let out = rewrite(Rewrite::Fetch, version, original.clone(), &fake).unwrap();
+        assert_eq!(out.pieces(), [original], "v{version}");
+        assert!(fake.seen.borrow().is_empty());
+    }
+}
+
+#[test]
+fn a_truncated_fetch_response_is_an_error() {
+    let full = frame(&fetch_response(true, b"records"), 16, 8);
+    for cut in [5, 20, full.len() / 2, full.len() - 1] {
+        let r = rewrite(Rewrite::Fetch, 16, full.slice(..cut), &Fake::default());
+        assert!(matches!(r, Err(RewriteError::Decode { .. })), "cut at {cut}: {r:?}");
+    }
+}
+
+#[test]
+fn produce_without_node_endpoints_passes_as_the_same_bytes() {
+    for version in 10..=ProduceResponse::VERSIONS.max {
+        let original = frame(&produce_response(version, false), version, 4);
+        let out = rewrite(Rewrite::Produce, version, original.clone(), &Fake::default()).unwrap();
+        assert_eq!(out.pieces(), [original], "v{version}");
+    }
 }

@@ -33,7 +33,8 @@ fn rig(pipe: usize, max_frame_bytes: usize) -> Rig {
     let proxy = tokio::spawn(async move {
         let (crd, cwr) = tokio::io::split(client_side);
         let (brd, bwr) = tokio::io::split(broker_side);
-        proxy(crd, cwr, brd, bwr, max_frame_bytes, &Fake).await
+        let limits = Limits { request: max_frame_bytes, response: max_frame_bytes };
+        proxy(crd, cwr, brd, bwr, limits, &Fake).await
     });
     Rig { client, broker, proxy }
 }
@@ -171,10 +172,10 @@ async fn versions_that_could_leak_addresses_are_refused_before_reaching_the_brok
     // Refused together with a request that shares its read: neither is forwarded, since the
     // connection closes before any answer could reach the client (a Produce sent anyway would be
     // written without the client hearing of it, and retried).
-    let produce_v10 = request(0, 10, 2, &[0, 0, 0xff, 0xff]);
+    let produce_v10 = request(0, 14, 2, &[0, 0, 0xff, 0xff]);
     r.client.write_all(&[request(2, 5, 3, &[]), produce_v10].concat()).await.unwrap();
     let err = r.proxy.await.unwrap().unwrap_err();
-    assert!(matches!(err, SessionError::Refused(Refused { api_key: 0, api_version: 10 })), "{err}");
+    assert!(matches!(err, SessionError::Refused(Refused { api_key: 0, api_version: 14 })), "{err}");
     let mut forwarded = Vec::new();
     r.broker.read_to_end(&mut forwarded).await.unwrap();
     assert!(forwarded.is_empty(), "{forwarded:?}");
@@ -212,4 +213,19 @@ async fn a_broker_closing_mid_response_is_reported() {
     drop(r.broker);
     let err = r.proxy.await.unwrap().unwrap_err();
     assert!(matches!(err, SessionError::Truncated), "{err}");
+}
+
+#[tokio::test]
+async fn responses_stream_at_any_size_but_one_held_for_rewrite_has_a_limit() {
+    let mut r = rig(1 << 16, 1000);
+    let requests = [request(2, 5, 1, &[]), request(3, 12, 2, &[])];
+    r.client.write_all(&requests.concat()).await.unwrap();
+    read_exactly(&mut r.broker, requests.iter().map(Vec::len).sum()).await;
+    // A 5000-byte ListOffsets answer streams through; a 2000-byte Metadata answer cannot be held.
+    let big_forward = response(1, &[7; 5000]);
+    r.broker.write_all(&big_forward).await.unwrap();
+    assert_eq!(read_exactly(&mut r.client, big_forward.len()).await, big_forward);
+    r.broker.write_all(&response(2, &[0; 2000])).await.unwrap();
+    let err = r.proxy.await.unwrap().unwrap_err();
+    assert!(matches!(err, SessionError::ResponseTooLarge { size: 2008, limit: 1000 }), "{err}");
 }
