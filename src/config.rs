@@ -47,6 +47,10 @@ pub struct Config {
     /// Metadata of a large cluster) above this size closes the client's connection. Responses that
     /// need no rewrite stream through at any size.
     pub max_response_bytes: usize,
+    /// Where to write the responses the gateway rewrites, as fixture cases, and how many per API,
+    /// version and outcome (see record.rs).
+    pub record_dir: Option<std::path::PathBuf>,
+    pub record_per_version: usize,
     /// TCP keepalive on both sides of every connection, so that load balancers with idle timeouts
     /// (AWS PrivateLink drops idle flows at 350 s) keep long-lived Kafka connections. `None` = off.
     pub tcp_keepalive: Option<Duration>,
@@ -327,6 +331,10 @@ struct RawGateway {
     max_response_bytes: usize,
     #[serde(default = "default_tcp_keepalive_secs")]
     tcp_keepalive_secs: u64,
+    #[serde(default)]
+    record_dir: Option<std::path::PathBuf>,
+    #[serde(default = "default_record_per_version")]
+    record_per_version: usize,
 }
 
 impl Default for RawGateway {
@@ -335,6 +343,8 @@ impl Default for RawGateway {
             max_frame_bytes: default_max_frame_bytes(),
             max_response_bytes: default_max_response_bytes(),
             tcp_keepalive_secs: default_tcp_keepalive_secs(),
+            record_dir: None,
+            record_per_version: default_record_per_version(),
         }
     }
 }
@@ -357,6 +367,9 @@ fn default_max_response_bytes() -> usize {
 }
 fn default_tcp_keepalive_secs() -> u64 {
     60
+}
+fn default_record_per_version() -> usize {
+    3
 }
 
 impl RawConfig {
@@ -406,6 +419,8 @@ impl RawConfig {
             groups,
             max_frame_bytes: self.gateway.max_frame_bytes,
             max_response_bytes: self.gateway.max_response_bytes,
+            record_dir: self.gateway.record_dir,
+            record_per_version: self.gateway.record_per_version,
             tcp_keepalive: (self.gateway.tcp_keepalive_secs > 0)
                 .then(|| Duration::from_secs(self.gateway.tcp_keepalive_secs)),
         };

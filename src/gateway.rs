@@ -15,6 +15,7 @@ use tracing::{info, warn};
 
 use crate::config::{Config, HostPort};
 use crate::listener;
+use crate::record::Recorder;
 use crate::rewrite::{Advertise, Advertised, Named, Rack};
 use crate::topology::{advertised_address, AdvertiseError, Topology};
 use crate::upstream::{self, ClusterView, UpstreamError};
@@ -57,6 +58,7 @@ pub struct Gateway {
     /// Wakes the discovery loop before its interval, when a response names a broker nobody knows.
     refresh_now: Notify,
     shutdown: CancellationToken,
+    pub recorder: Option<Recorder>,
 }
 
 impl Gateway {
@@ -64,7 +66,9 @@ impl Gateway {
     /// discovering in the background. A cluster that does not answer yet is not a failure: the
     /// gateway serves and retries with backoff.
     pub async fn start(config: Config) -> Result<Arc<Self>, StartError> {
+        let recorder = config.record_dir.clone().map(|dir| Recorder::new(dir, config.record_per_version));
         let gateway = Arc::new(Self {
+            recorder,
             config,
             topology: Topology::default(),
             listeners: Mutex::new(HashMap::new()),
@@ -273,5 +277,10 @@ impl Advertise for GroupAdvertiser {
             }
         };
         advertised_address(&gateway.config.groups[self.group], named.node_id, rack.as_deref())
+    }
+
+    fn racks(&self) -> std::collections::BTreeMap<i32, String> {
+        let brokers = self.gateway.topology.snapshot();
+        brokers.into_iter().filter_map(|(n, b)| Some((n, b.rack?))).collect()
     }
 }

@@ -8,10 +8,12 @@
 
 pub mod check;
 pub mod config;
+pub mod fixture;
 pub mod frame;
 pub mod gateway;
 pub mod inflight;
 pub mod listener;
+pub mod record;
 pub mod rewrite;
 pub mod session;
 pub mod template;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use kafka_gateway::{check, Config, Gateway};
+use kafka_gateway::{check, fixture, Config, Gateway};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -35,6 +35,18 @@ enum Command {
     /// Exit 0 if a running gateway with this configuration accepts connections on its bootstrap
     /// ports (for container health checks).
     Health(ConfigArgs),
+    /// Replay fixture cases (protocol-fixtures/, or cases recorded with gateway.record_dir) through
+    /// the gateway's rewrite path; print what changed per case; exit 1 if any case fails.
+    Replay {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The listener group whose template names the brokers (default: the first).
+        #[arg(long)]
+        group: Option<String>,
+        /// Case files (NAME.toml or NAME.frame) or directories of them.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
 }
 
 fn parse_broker(s: &str) -> Result<(i32, Option<String>), String> {
@@ -68,7 +80,7 @@ fn main() -> ExitCode {
         .init();
     let args = match &cli.command {
         Command::Run(args) | Command::Check(args) | Command::Health(args) => args,
-        Command::Validate { config, .. } => config,
+        Command::Validate { config, .. } | Command::Replay { config, .. } => config,
     };
     let config = match Config::load(args.config.as_deref(), &args.overrides) {
         Ok(config) => config,
@@ -87,6 +99,7 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Command::Validate { brokers, .. } => report(check::plan(&config, &brokers)),
+            Command::Replay { group, paths, .. } => replay(&config, group.as_deref(), &paths),
             Command::Health(_) => match check::health(&config).await {
                 Ok(n) => {
                     println!("ok: {n} bootstrap port(s) accept connections");
@@ -99,6 +112,41 @@ fn main() -> ExitCode {
             },
         }
     })
+}
+
+fn replay(config: &Config, group: Option<&str>, paths: &[PathBuf]) -> ExitCode {
+    let Some(group) = config.groups.iter().find(|g| group.is_none_or(|name| g.name == name)) else {
+        eprintln!("kafka-gateway: no listener group {}", group.unwrap_or_default());
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    let cases = match fixture::find(paths) {
+        Ok(cases) if !cases.is_empty() => cases,
+        Ok(_) => {
+            eprintln!("kafka-gateway: no cases under {}", paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("kafka-gateway: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (mut passed, mut failed) = (0, 0);
+    for path in &cases {
+        match fixture::Case::load(path) {
+            Ok(case) => {
+                let report = fixture::replay(&case, group);
+                print!("{}", report.render());
+                if report.passed { passed += 1 } else { failed += 1 }
+            }
+            Err(e) => {
+                println!("FAIL {}
+    {e}", path.display());
+                failed += 1;
+            }
+        }
+    }
+    println!("{} cases: {passed} passed, {failed} failed (listener group {})", passed + failed, group.name);
+    if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
 fn report(report: check::Report) -> ExitCode {

@@ -18,6 +18,7 @@ use tracing::{debug, warn};
 use crate::frame::{self, FrameError, Peek, MIN_REQUEST, MIN_RESPONSE};
 use crate::gateway::{Gateway, Target};
 use crate::inflight::{Inflight, OrderError, Pending};
+use crate::record::Recorder;
 use crate::rewrite::{self, api_versions, Action, Advertise, Refused, RewriteError};
 use crate::upstream::{self, UpstreamError};
 
@@ -63,7 +64,7 @@ async fn run(gateway: &Arc<Gateway>, group: usize, target: Target, client: TcpSt
     let (upstream_rd, upstream_wr) = upstream.into_split();
     let advertiser = gateway.advertiser(group);
     let limits = Limits { request: gateway.config.max_frame_bytes, response: gateway.config.max_response_bytes };
-    proxy(client_rd, client_wr, upstream_rd, upstream_wr, limits, &advertiser).await
+    proxy(client_rd, client_wr, upstream_rd, upstream_wr, limits, &advertiser, gateway.recorder.as_ref()).await
 }
 
 /// The largest request forwarded, and the largest response held whole to be rewritten.
@@ -81,11 +82,12 @@ pub async fn proxy(
     upstream_wr: impl AsyncWrite + Unpin,
     limits: Limits,
     advertiser: &(dyn Advertise + Sync),
+    recorder: Option<&Recorder>,
 ) -> Result<(), SessionError> {
     let inflight = Inflight::default();
     tokio::select! {
         r = pump_requests(client_rd, upstream_wr, &inflight, limits.request) => r,
-        r = pump_responses(upstream_rd, client_wr, &inflight, limits.response, advertiser) => r,
+        r = pump_responses(upstream_rd, client_wr, &inflight, limits.response, advertiser, recorder) => r,
     }
 }
 
@@ -141,6 +143,7 @@ async fn pump_responses(
     inflight: &Inflight,
     max_response_bytes: usize,
     advertiser: &(dyn Advertise + Sync),
+    recorder: Option<&Recorder>,
 ) -> Result<(), SessionError> {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut rest = 0usize;
@@ -179,11 +182,14 @@ async fn pump_responses(
             }
             let response = buf.split_to(len).freeze();
             let replaced = match pending.action {
-                Action::Rewrite(kind) => rewrite::rewrite(kind, pending.api_version, response, advertiser)?,
-                Action::ApiVersionsFallback => api_versions::fallback(correlation_id).freeze().into(),
+                Action::Rewrite(kind) => rewrite::rewrite(kind, pending.api_version, response.clone(), advertiser),
+                Action::ApiVersionsFallback => Ok(api_versions::fallback(correlation_id).freeze().into()),
                 Action::Forward => unreachable!("forwarded above"),
             };
-            for piece in replaced.pieces() {
+            if let Some(recorder) = recorder {
+                recorder.record(&pending, &response, &replaced, advertiser.racks());
+            }
+            for piece in replaced?.pieces() {
                 to.write_all(piece).await?;
             }
         }

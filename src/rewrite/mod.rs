@@ -110,6 +110,11 @@ pub struct Advertised {
 /// tests use pure ones.
 pub trait Advertise {
     fn advertise(&self, broker: Named<'_>) -> Result<Advertised, AdvertiseError>;
+
+    /// The racks known for brokers whose responses carry none (node id → rack), for recording.
+    fn racks(&self) -> std::collections::BTreeMap<i32, String> {
+        Default::default()
+    }
 }
 
 /// A response the gateway could not rewrite; the client's connection is closed rather than let an
@@ -227,6 +232,67 @@ pub fn encode<M: Response>(
 fn apply(adv: &dyn Advertise, named: Named<'_>) -> Result<(StrBytes, i32), AdvertiseError> {
     let a = adv.advertise(named)?;
     Ok((StrBytes::from_string(a.host), i32::from(a.port)))
+}
+
+/// A broker address as it stands in a decoded response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Address {
+    pub node_id: i32,
+    pub host: String,
+    pub port: i32,
+    /// `None` when the response has no rack field (FindCoordinator, Metadata v0).
+    pub rack: Option<Option<String>>,
+}
+
+impl Address {
+    pub fn named(&self) -> Named<'_> {
+        let rack = match &self.rack {
+            Some(rack) => Rack::Reported(rack.as_deref()),
+            None => Rack::Unreported,
+        };
+        Named { node_id: self.node_id, host: &self.host, port: self.port, rack }
+    }
+}
+
+/// Takes every broker address the gateway rewrites out of a decoded response, in order, leaving
+/// empty hosts and port 0 behind: two responses that differ only in the addresses the gateway
+/// owns are equal afterwards. For tests, property checks and the replay's invariant check; it
+/// must name exactly the fields `rewrite` touches.
+pub fn take_addresses(response: &mut kafka_protocol::messages::ResponseKind, version: i16) -> Vec<Address> {
+    use kafka_protocol::messages::ResponseKind as R;
+    fn take(node_id: i32, host: &mut StrBytes, port: &mut i32, rack: Option<Option<&StrBytes>>) -> Address {
+        let rack = rack.map(|r| r.map(|r| r.to_string()));
+        let address = Address { node_id, host: host.to_string(), port: *port, rack };
+        (*host, *port) = (StrBytes::default(), 0);
+        address
+    }
+    match response {
+        R::Metadata(m) => m
+            .brokers
+            .iter_mut()
+            .map(|b| take(b.node_id.0, &mut b.host, &mut b.port, (version >= 1).then_some(b.rack.as_ref())))
+            .collect(),
+        R::DescribeCluster(m) => {
+            m.brokers.iter_mut().map(|b| take(b.broker_id.0, &mut b.host, &mut b.port, Some(b.rack.as_ref()))).collect()
+        }
+        R::FindCoordinator(m) if version < 4 => match m.error_code == 0 && m.node_id.0 >= 0 {
+            true => vec![take(m.node_id.0, &mut m.host, &mut m.port, None)],
+            false => vec![],
+        },
+        R::FindCoordinator(m) => m
+            .coordinators
+            .iter_mut()
+            .filter(|c| c.error_code == 0 && c.node_id.0 >= 0)
+            .map(|c| take(c.node_id.0, &mut c.host, &mut c.port, None))
+            .collect(),
+        R::Produce(m) => {
+            m.node_endpoints.iter_mut().map(|e| take(e.node_id.0, &mut e.host, &mut e.port, Some(e.rack.as_ref()))).collect()
+        }
+        R::Fetch(m) => {
+            m.node_endpoints.iter_mut().map(|e| take(e.node_id.0, &mut e.host, &mut e.port, Some(e.rack.as_ref()))).collect()
+        }
+        _ => vec![],
+    }
 }
 
 /// The name of an API key for messages, `key 10001` for keys the gateway does not know.

@@ -34,7 +34,7 @@ fn rig(pipe: usize, max_frame_bytes: usize) -> Rig {
         let (crd, cwr) = tokio::io::split(client_side);
         let (brd, bwr) = tokio::io::split(broker_side);
         let limits = Limits { request: max_frame_bytes, response: max_frame_bytes };
-        proxy(crd, cwr, brd, bwr, limits, &Fake).await
+        proxy(crd, cwr, brd, bwr, limits, &Fake, None).await
     });
     Rig { client, broker, proxy }
 }
