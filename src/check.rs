@@ -9,7 +9,8 @@ use std::net::SocketAddr;
 
 use crate::config::Config;
 use crate::topology::advertised_address;
-use crate::upstream::{self, BrokerView};
+use crate::rewrite::Address;
+use crate::upstream;
 
 /// One broker as one listener group shows it.
 #[derive(Debug, Clone)]
@@ -126,10 +127,8 @@ pub async fn check(config: &Config) -> Report {
 
 /// The report for brokers the operator names (`ID` or `ID:RACK`), without touching the network.
 pub fn plan(config: &Config, brokers: &[(i32, Option<String>)]) -> Report {
-    let views: Vec<BrokerView> = brokers
-        .iter()
-        .map(|(id, rack)| BrokerView { node_id: *id, host: "-".into(), port: 0, rack: Some(rack.clone()) })
-        .collect();
+    let views: Vec<Address> =
+        brokers.iter().map(|(id, rack)| Address { node_id: *id, host: "-".into(), port: 0, rack: Some(rack.clone()) }).collect();
     let mut report = Report { rows: rows(config, &views), ..Report::default() };
     for row in &mut report.rows {
         row.upstream = "-".into();
@@ -171,7 +170,7 @@ pub async fn health(config: &Config) -> Result<usize, String> {
 }
 
 /// The table rows for `brokers`, without touching the network.
-pub fn rows(config: &Config, brokers: &[BrokerView]) -> Vec<Row> {
+pub fn rows(config: &Config, brokers: &[Address]) -> Vec<Row> {
     let mut rows = Vec::new();
     for group in &config.groups {
         let mut sorted: Vec<_> = brokers.iter().collect();

@@ -129,7 +129,9 @@ impl Gateway {
                     .topology
                     .upstream(node_id)
                     .ok_or_else(|| UpstreamError::NoneAnswered(format!("broker {node_id} is not known")))?;
-                upstream::connect(&addr, limit, keepalive).await
+                let stream = upstream::connect(&addr, limit, keepalive).await?;
+                tracing::debug!(node_id, upstream = %addr, "connected to broker");
+                Ok(stream)
             }
             Target::Bootstrap => {
                 let mut candidates = self.bootstrap_candidates();
@@ -138,7 +140,10 @@ impl Gateway {
                 let mut failures = Vec::new();
                 for addr in &candidates {
                     match upstream::connect(addr, limit, keepalive).await {
-                        Ok(stream) => return Ok(stream),
+                        Ok(stream) => {
+                            tracing::debug!(upstream = %addr, "connected to bootstrap server");
+                            return Ok(stream);
+                        }
                         Err(e) => failures.push(e.to_string()),
                     }
                 }

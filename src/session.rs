@@ -13,7 +13,7 @@ use std::sync::Arc;
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tracing::{debug, warn};
+use tracing::{debug, trace, warn};
 
 use crate::frame::{self, FrameError, Peek, MIN_REQUEST, MIN_RESPONSE};
 use crate::gateway::{Gateway, Target};
@@ -51,8 +51,12 @@ pub enum SessionError {
 /// Serves one accepted client connection until either side closes or breaks the protocol.
 pub async fn serve(gateway: Arc<Gateway>, group: usize, target: Target, client: TcpStream, peer: SocketAddr) {
     let name = &gateway.config.groups[group].name;
+    debug!(%peer, group = %name, %target, "connection accepted");
     match run(&gateway, group, target, client).await {
         Ok(()) => debug!(%peer, group = %name, %target, "connection closed"),
+        // A peer resetting its connection is ordinary (a client stopped); faults of the protocol,
+        // of a rewrite or of reaching a broker are what an operator must see.
+        Err(SessionError::Io(e)) => debug!(%peer, group = %name, %target, "connection ended: {e}"),
         Err(e) => warn!(%peer, group = %name, %target, "closing connection: {e}"),
     }
 }
@@ -117,6 +121,7 @@ async fn pump_requests(
             let Peek::Ready(len) = frame::frame_len(&buf[ready..], MIN_REQUEST, max_frame_bytes)? else { break };
             let Peek::Ready(head) = frame::peek_request(&buf[ready..], len)? else { break };
             let action = rewrite::plan(head.api_key, head.api_version)?;
+            trace!(api_key = head.api_key, version = head.api_version, correlation_id = head.correlation_id, ?action, "request");
             if head.expects_response {
                 // Before the bytes leave: the response may come back before this loop ends.
                 inflight.push(Pending {

@@ -7,10 +7,7 @@
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse, RequestHeader,
-    ResponseHeader,
-};
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Message, StrBytes};
 use socket2::{SockRef, TcpKeepalive};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -19,7 +16,7 @@ use tokio::time::timeout;
 
 use crate::config::HostPort;
 use crate::frame::SIZE_LEN;
-use crate::rewrite::{self, Named, Rack};
+use crate::rewrite::{self, api_versions, metadata, Address, RewriteError};
 
 /// The client id the gateway's own requests carry, visible in broker logs.
 const CLIENT_ID: &str = "kafka-gateway";
@@ -74,26 +71,7 @@ pub struct ClusterView {
     /// The server that answered.
     pub answered_by: HostPort,
     pub cluster_id: Option<String>,
-    pub brokers: Vec<BrokerView>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BrokerView {
-    pub node_id: i32,
-    pub host: String,
-    pub port: i32,
-    /// `None` when the broker's Metadata version has no racks (v0).
-    pub rack: Option<Option<String>>,
-}
-
-impl BrokerView {
-    pub fn named(&self) -> Named<'_> {
-        let rack = match &self.rack {
-            Some(r) => Rack::Reported(r.as_deref()),
-            None => Rack::Unreported,
-        };
-        Named { node_id: self.node_id, host: &self.host, port: self.port, rack }
-    }
+    pub brokers: Vec<Address>,
 }
 
 /// Asks the first server of `servers` that answers for the cluster's brokers.
@@ -111,36 +89,24 @@ pub async fn describe_cluster(servers: &[HostPort], limit: Duration) -> Result<C
 /// Asks one server for the cluster's brokers.
 pub async fn describe_via(addr: &HostPort, limit: Duration) -> Result<ClusterView, UpstreamError> {
     let mut conn = Connection::open(addr, limit).await?;
-    let versions: ApiVersionsResponse = conn.call(ApiKey::ApiVersions, 0, &ApiVersionsRequest::default()).await?;
-    if versions.error_code != 0 {
-        return Err(UpstreamError::Refused { addr: addr.to_string(), api: "ApiVersions", code: versions.error_code });
+    let protocol = |e: RewriteError| UpstreamError::Protocol { addr: addr.to_string(), reason: e.to_string() };
+    // Answers are read by the same walkers as rewrites: broker bytes never meet a decoder that
+    // allocates by lengths from the wire.
+    let frame = conn.call_raw(ApiKey::ApiVersions, 0, &ApiVersionsRequest::default()).await?;
+    let (error_code, api_keys) = api_versions::read(&frame, 0).map_err(protocol)?;
+    if error_code != 0 {
+        return Err(UpstreamError::Refused { addr: addr.to_string(), api: "ApiVersions", code: error_code });
     }
-    let version = versions
-        .api_keys
+    let version = api_keys
         .iter()
-        .find(|k| k.api_key == ApiKey::Metadata as i16)
-        .map(|k| k.max_version.min(METADATA_MAX))
+        .find(|(key, _, _)| *key == ApiKey::Metadata as i16)
+        .map(|(_, _, max)| (*max).min(METADATA_MAX))
         .ok_or_else(|| UpstreamError::Protocol { addr: addr.to_string(), reason: "no Metadata in ApiVersions".into() })?;
     // v0 has no way to ask for no topics (empty means all); v1+ asks for none.
     let request = MetadataRequest::default().with_topics((version >= 1).then(Vec::new));
-    let metadata: MetadataResponse = conn.call(ApiKey::Metadata, version, &request).await?;
-    if metadata.error_code != 0 {
-        return Err(UpstreamError::Refused { addr: addr.to_string(), api: "Metadata", code: metadata.error_code });
-    }
-    Ok(ClusterView {
-        answered_by: addr.clone(),
-        cluster_id: metadata.cluster_id.map(|c| c.to_string()),
-        brokers: metadata
-            .brokers
-            .into_iter()
-            .map(|b| BrokerView {
-                node_id: b.node_id.0,
-                host: b.host.to_string(),
-                port: b.port,
-                rack: (version >= 1).then(|| b.rack.map(|r| r.to_string())),
-            })
-            .collect(),
-    })
+    let frame = conn.call_raw(ApiKey::Metadata, version, &request).await?;
+    let (brokers, cluster_id) = metadata::read(&frame, version).map_err(protocol)?;
+    Ok(ClusterView { answered_by: addr.clone(), cluster_id, brokers })
 }
 
 /// One connection of the gateway's own client: one request at a time. Public for tests and tools
@@ -158,13 +124,23 @@ impl Connection {
         Ok(Self { stream: connect(addr, limit, None).await?, addr: addr.clone(), limit, next_id: 1 })
     }
 
-    /// Sends one request and decodes its response.
+    /// Sends one request and decodes its response with kafka-protocol (for tests and tools).
     pub async fn call<Req: Encodable, Resp: Decodable + HeaderVersion>(
         &mut self,
         key: ApiKey,
         version: i16,
         request: &Req,
     ) -> Result<Resp, UpstreamError> {
+        let frame = self.call_raw(key, version, request).await?;
+        let protocol = |reason: String| UpstreamError::Protocol { addr: self.addr.to_string(), reason };
+        let mut body = frame.slice(SIZE_LEN..);
+        ResponseHeader::decode(&mut body, Resp::header_version(version)).map_err(|e| protocol(format!("{e:#}")))?;
+        Resp::decode(&mut body, version).map_err(|e| protocol(format!("{} v{version}: {e:#}", rewrite::api_name(key as i16))))
+    }
+
+    /// Sends one request and returns its response frame (size prefix included), after checking
+    /// the correlation id.
+    pub async fn call_raw<Req: Encodable>(&mut self, key: ApiKey, version: i16, request: &Req) -> Result<Bytes, UpstreamError> {
         let protocol = |reason: String| UpstreamError::Protocol { addr: self.addr.to_string(), reason };
         let correlation_id = self.next_id;
         self.next_id += 1;
@@ -187,20 +163,21 @@ impl Connection {
             let Some(len) = len else {
                 return Ok(Err(format!("response size {size}")));
             };
-            let mut body = vec![0; len];
-            self.stream.read_exact(&mut body).await?;
-            Ok::<_, std::io::Error>(Ok(Bytes::from(body)))
+            let mut frame = vec![0; SIZE_LEN + len];
+            frame[..SIZE_LEN].copy_from_slice(&size.to_be_bytes());
+            self.stream.read_exact(&mut frame[SIZE_LEN..]).await?;
+            Ok::<_, std::io::Error>(Ok(Bytes::from(frame)))
         };
-        let mut body = match timeout(self.limit, exchange).await {
+        let frame = match timeout(self.limit, exchange).await {
             Err(_) => return Err(UpstreamError::Timeout { addr: self.addr.to_string(), timeout: self.limit }),
             Ok(Err(source)) => return Err(UpstreamError::Io { addr: self.addr.to_string(), source }),
             Ok(Ok(Err(reason))) => return Err(protocol(reason)),
-            Ok(Ok(Ok(body))) => body,
+            Ok(Ok(Ok(frame))) => frame,
         };
-        let header = ResponseHeader::decode(&mut body, Resp::header_version(version)).map_err(|e| protocol(format!("{e:#}")))?;
-        if header.correlation_id != correlation_id {
-            return Err(protocol(format!("correlation id {}, expected {correlation_id}", header.correlation_id)));
+        let got = i32::from_be_bytes(frame[SIZE_LEN..SIZE_LEN + 4].try_into().expect("4 bytes"));
+        if got != correlation_id {
+            return Err(protocol(format!("correlation id {got}, expected {correlation_id}")));
         }
-        Resp::decode(&mut body, version).map_err(|e| protocol(format!("{} v{version}: {e:#}", rewrite::api_name(key as i16))))
+        Ok(frame)
     }
 }

@@ -5,7 +5,7 @@
 //! KIP-511: a broker that does not know the request's version answers with error 35
 //! (UNSUPPORTED_VERSION) in the v0 layout; that answer is edited in the v0 layout too.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsResponse, DescribeClusterResponse, FetchResponse, FindCoordinatorResponse, MetadataResponse,
@@ -13,7 +13,8 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::Message;
 
-use super::{decode, encode, RewriteError, Response};
+use super::walk::{malformed, put_array_len, put_uvarint, Cursor, Splice};
+use super::{encode, Response, RewriteError};
 use crate::frame::SIZE_LEN;
 
 /// UNSUPPORTED_VERSION.
@@ -73,39 +74,142 @@ impl Response for ApiVersionsResponse {
     const NAME: &'static str = "ApiVersions";
 }
 
-/// Applies [`LIMITS`] to the broker's list: versions are narrowed, and an API left with none is removed.
+/// The versions of `api_key` a client may use, given what the broker offers; `None` removes the API.
+pub fn limited(api_key: i16, min: i16, max: i16) -> Option<(i16, i16)> {
+    let Some(limit) = LIMITS.iter().find(|l| l.key as i16 == api_key) else {
+        return Some((min, max));
+    };
+    let (lo, hi) = limit.versions?;
+    let (min, max) = (min.max(lo), max.min(hi));
+    (min <= max).then_some((min, max))
+}
+
+/// Applies [`LIMITS`] to a decoded list (for tests and tools; the gateway edits the frame itself).
 pub fn limit(api_keys: &mut Vec<ApiVersion>) {
-    api_keys.retain_mut(|entry| {
-        let Some(limit) = LIMITS.iter().find(|l| l.key as i16 == entry.api_key) else {
-            return true;
-        };
-        let Some((min, max)) = limit.versions else {
-            return false;
-        };
-        entry.min_version = entry.min_version.max(min);
-        entry.max_version = entry.max_version.min(max);
-        entry.min_version <= entry.max_version
+    api_keys.retain_mut(|entry| match limited(entry.api_key, entry.min_version, entry.max_version) {
+        Some((min, max)) => {
+            (entry.min_version, entry.max_version) = (min, max);
+            true
+        }
+        None => false,
     });
 }
 
-pub(super) fn rewrite(version: i16, frame: Bytes) -> Result<Bytes, RewriteError> {
+const NAME: &str = "ApiVersions";
+
+/// One `api_keys[]` entry as it stands in the frame: key, min, max, and its tagged fields.
+type Entry = (i16, i16, i16, std::ops::Range<usize>);
+
+/// Whether an answer is a KIP-511 error 35, which is in the v0 layout whatever the version.
+fn is_kip_511(frame: &[u8]) -> bool {
     // The error code is the first body field in every version (the response header is always v0).
-    let error_code = frame.get(SIZE_LEN + 4..SIZE_LEN + 6).map(|b| i16::from_be_bytes([b[0], b[1]]));
-    if error_code == Some(UNSUPPORTED_VERSION) {
+    frame.get(SIZE_LEN + 4..SIZE_LEN + 6) == Some(&UNSUPPORTED_VERSION.to_be_bytes()[..])
+}
+
+/// Walks `api_keys[]`: where it starts, its entries, and the cursor after it.
+fn walk(frame: &[u8], flexible: bool) -> Option<(usize, Vec<Entry>, Cursor<'_>)> {
+    let mut c = Cursor::after_header(frame, 0)?;
+    c.skip(2)?; // error_code
+    let start = c.pos;
+    let mut entries = Vec::new();
+    for _ in 0..c.array_len(flexible)? {
+        let (key, min, max) = (c.i16()?, c.i16()?, c.i16()?);
+        let tags_at = c.pos;
+        if flexible {
+            c.skip_tags()?;
+        }
+        entries.push((key, min, max, tags_at..c.pos));
+    }
+    Some((start, entries, c))
+}
+
+/// The error code and (key, min, max) entries of an answer, for the gateway's own client.
+pub fn read(frame: &[u8], version: i16) -> Result<(i16, Vec<(i16, i16, i16)>), RewriteError> {
+    let kip_511 = is_kip_511(frame);
+    let (_, entries, _) = walk(frame, !kip_511 && version >= 3).ok_or_else(|| malformed(NAME, version, "truncated api_keys"))?;
+    let error_code = if kip_511 { UNSUPPORTED_VERSION } else { i16::from_be_bytes([frame[SIZE_LEN + 4], frame[SIZE_LEN + 5]]) };
+    Ok((error_code, entries.into_iter().map(|(k, min, max, _)| (k, min, max)).collect()))
+}
+
+/// Edits the `api_keys[]` of an answer in place; what follows the array passes as it was.
+pub(super) fn rewrite(version: i16, frame: Bytes) -> Result<Bytes, RewriteError> {
+    let kip_511 = is_kip_511(&frame);
+    let flexible = !kip_511 && version >= 3;
+    let Some((start, entries, c)) = walk(&frame, flexible) else {
         // KIP-511 says v0 layout. Some brokers (librdkafka's mock cluster) send another; clients
         // only read the error code and retry lower, so such an answer passes as it came: it names
         // no broker, and the retry's answer is edited as usual.
-        return Ok(match decode::<ApiVersionsResponse>(frame.clone(), 0) {
-            Ok(mut d) if d.trailing.is_empty() => {
-                limit(&mut d.message.api_keys);
-                encode(&d.header, &d.message, 0, &[])?.freeze()
-            }
-            _ => frame,
-        });
+        return if kip_511 { Ok(frame) } else { Err(malformed(NAME, version, "truncated api_keys")) };
+    };
+    if kip_511 && !c.is_at_end() {
+        return Ok(frame); // the same, for a foreign layout that happened to parse
     }
-    let mut d = decode::<ApiVersionsResponse>(frame, version)?;
-    limit(&mut d.message.api_keys);
-    Ok(encode(&d.header, &d.message, version, &d.trailing)?.freeze())
+    let kept: Vec<_> = entries
+        .iter()
+        .filter_map(|(key, min, max, tags)| limited(*key, *min, *max).map(|(lo, hi)| (*key, lo, hi, tags.clone())))
+        .collect();
+    let entries_changed = kept.len() != entries.len() || kept.iter().zip(&entries).any(|(k, e)| (k.1, k.2) != (e.1, e.2));
+    let tail = if flexible { canonical_tags(&frame, c.pos).ok_or_else(|| malformed(NAME, version, "truncated tagged fields"))? } else { None };
+    if !entries_changed && tail.is_none() {
+        return Ok(frame);
+    }
+    let mut splice = Splice::copying(&frame, start);
+    put_array_len(splice.out(), kept.len(), flexible);
+    for (key, min, max, tags) in kept {
+        let out = splice.out();
+        out.put_i16(key);
+        out.put_i16(min);
+        out.put_i16(max);
+        out.put_slice(&frame[tags]);
+    }
+    let rest_at = match tail {
+        Some((head, rest_at)) => {
+            splice.out().put_slice(&head);
+            rest_at
+        }
+        None => c.pos,
+    };
+    Ok(splice.finish(&frame, rest_at, NAME, version)?.to_bytes())
+}
+
+/// The default values of ApiVersions' tagged fields, as sent: SupportedFeatures (0) and
+/// FinalizedFeatures (2) empty, FinalizedFeaturesEpoch (1) -1, ZkMigrationReady (3) false.
+const DEFAULT_TAGS: [(u32, &[u8]); 4] = [(0, &[1]), (1, &[0xff; 8]), (2, &[1]), (3, &[0])];
+
+/// Kafka's encoders leave out tagged fields that hold their default value; some brokers (tansu
+/// 0.6) send them, which librdkafka before 2.3 cannot parse (it fails where it would succeed
+/// against Kafka). An answer the gateway edits anyway goes out in Kafka's form: `Some` with the
+/// throttle time and the remaining tags, and where the original continues, when a default-valued
+/// tag was dropped; `None` when there was none.
+fn canonical_tags(frame: &[u8], at: usize) -> Option<Option<(BytesMut, usize)>> {
+    let mut c = Cursor::at(frame, at);
+    c.skip(4)?; // throttle_time_ms
+    let mut kept = Vec::new();
+    let mut dropped = false;
+    for _ in 0..c.uvarint()? {
+        let tag = c.uvarint()?;
+        let len = c.uvarint()? as usize;
+        let data_at = c.pos;
+        c.skip(len)?;
+        let data = &frame[data_at..c.pos];
+        if DEFAULT_TAGS.iter().any(|(t, d)| *t == tag && *d == data) {
+            dropped = true;
+        } else {
+            kept.push((tag, data));
+        }
+    }
+    if !dropped {
+        return Some(None);
+    }
+    let mut out = BytesMut::new();
+    out.put_slice(&frame[at..at + 4]);
+    put_uvarint(&mut out, kept.len() as u32);
+    for (tag, data) in kept {
+        put_uvarint(&mut out, tag);
+        put_uvarint(&mut out, data.len() as u32);
+        out.put_slice(data);
+    }
+    Some(Some((out, c.pos)))
 }
 
 /// The KIP-511 answer to an ApiVersions request newer than the gateway can edit: error 35 in the v0

@@ -8,7 +8,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{fetch_response, produce_response};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
-use super::{apply, Advertise, Named, Rack, RewriteError, Rewritten};
+use super::walk::{put_uvarint, Cursor};
+use super::{Advertise, Named, Rack, RewriteError, Rewritten};
 use crate::frame::SIZE_LEN;
 
 const NODE_ENDPOINTS: u32 = 0;
@@ -43,10 +44,7 @@ pub(super) fn rewrite<E: Endpoint>(
     adv: &dyn Advertise,
 ) -> Result<Rewritten, RewriteError> {
     let malformed = |reason: &str| RewriteError::Decode { api, version, source: anyhow::anyhow!("{reason}") };
-    let mut c = Cursor { buf: &frame, pos: SIZE_LEN };
-    // Response header v1: correlation id, tagged fields.
-    c.skip(4).ok_or_else(|| malformed("no correlation id"))?;
-    c.skip_tags().ok_or_else(|| malformed("truncated header"))?;
+    let mut c = Cursor::after_header(&frame, 1).ok_or_else(|| malformed("truncated header"))?;
     skip_body(&mut c).ok_or_else(|| malformed("truncated or malformed body"))?;
 
     let tags_at = c.pos;
@@ -83,72 +81,18 @@ pub(super) fn rewrite<E: Endpoint>(
 /// Rewrites the compact array of endpoints that is tag 0's value.
 fn endpoints<E: Endpoint>(api: &'static str, version: i16, data: Bytes, adv: &dyn Advertise) -> Result<Bytes, RewriteError> {
     let decode_err = |source| RewriteError::Decode { api, version, source };
-    let mut c = Cursor { buf: &data, pos: 0 };
+    let mut c = Cursor::at(&data, 0);
     let count = c.compact_len().ok_or_else(|| decode_err(anyhow::anyhow!("truncated node_endpoints")))?;
     let mut rest = data.slice(c.pos..);
     let mut out = BytesMut::with_capacity(data.len() + 64 * count.min(1024));
     put_uvarint(&mut out, count as u32 + 1);
     for _ in 0..count {
         let mut endpoint = E::decode(&mut rest, version).map_err(decode_err)?;
-        let (host, port) = apply(adv, endpoint.named())?;
-        endpoint.set(host, port);
+        let a = adv.advertise(endpoint.named())?;
+        endpoint.set(StrBytes::from_string(a.host), i32::from(a.port));
         endpoint.encode(&mut out, version).map_err(|source| RewriteError::Encode { api, version, source })?;
     }
     out.put_slice(&rest);
     Ok(out.freeze())
 }
 
-fn put_uvarint(out: &mut BytesMut, mut value: u32) {
-    while value >= 0x80 {
-        out.put_u8(value as u8 | 0x80);
-        value >>= 7;
-    }
-    out.put_u8(value as u8);
-}
-
-/// A read position in a frame; `None` means the frame ended too early.
-pub(super) struct Cursor<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl Cursor<'_> {
-    pub(super) fn skip(&mut self, n: usize) -> Option<()> {
-        let end = self.pos.checked_add(n).filter(|&end| end <= self.buf.len())?;
-        self.pos = end;
-        Some(())
-    }
-
-    fn uvarint(&mut self) -> Option<u32> {
-        let mut value = 0u32;
-        for shift in (0..35).step_by(7) {
-            let byte = *self.buf.get(self.pos)?;
-            self.pos += 1;
-            value |= u32::from(byte & 0x7f).checked_shl(shift)?;
-            if byte & 0x80 == 0 {
-                return Some(value);
-            }
-        }
-        None
-    }
-
-    /// The length of a compact array, string or bytes (null counts as empty).
-    pub(super) fn compact_len(&mut self) -> Option<usize> {
-        Some(self.uvarint()?.saturating_sub(1) as usize)
-    }
-
-    /// Skips a compact string or bytes.
-    pub(super) fn skip_compact(&mut self) -> Option<()> {
-        let len = self.compact_len()?;
-        self.skip(len)
-    }
-
-    pub(super) fn skip_tags(&mut self) -> Option<()> {
-        for _ in 0..self.uvarint()? {
-            self.uvarint()?;
-            let len = self.uvarint()? as usize;
-            self.skip(len)?;
-        }
-        Some(())
-    }
-}

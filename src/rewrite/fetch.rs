@@ -5,7 +5,8 @@ use bytes::Bytes;
 use kafka_protocol::messages::fetch_response::NodeEndpoint;
 use kafka_protocol::messages::FetchResponse;
 
-use super::endpoints::{self, Cursor};
+use super::endpoints;
+use super::walk::Cursor;
 use super::{Advertise, Response, RewriteError, Rewritten};
 
 /// Fetch is walked rather than decoded on the gateway's path; the trait serves tests and tools.

@@ -10,8 +10,9 @@ mod describe_cluster;
 mod endpoints;
 mod fetch;
 mod find_coordinator;
-mod metadata;
+pub mod metadata;
 mod produce;
+mod walk;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ResponseHeader};
@@ -164,28 +165,18 @@ impl From<Vec<Bytes>> for Rewritten {
 pub fn rewrite(kind: Rewrite, version: i16, frame: Bytes, adv: &dyn Advertise) -> Result<Rewritten, RewriteError> {
     match kind {
         Rewrite::ApiVersions => api_versions::rewrite(version, frame).map(Rewritten::from),
-        Rewrite::Metadata => edit(frame, version, |m| metadata::rewrite(m, version, adv)),
-        Rewrite::FindCoordinator => edit(frame, version, |m| find_coordinator::rewrite(m, version, adv)),
-        Rewrite::DescribeCluster => edit(frame, version, |m| describe_cluster::rewrite(m, adv)),
+        Rewrite::Metadata => metadata::rewrite(version, frame, adv),
+        Rewrite::FindCoordinator => find_coordinator::rewrite(version, frame, adv),
+        Rewrite::DescribeCluster => describe_cluster::rewrite(version, frame, adv),
         Rewrite::Produce => produce::rewrite(version, frame, adv),
         Rewrite::Fetch => fetch::rewrite(version, frame, adv),
     }
 }
 
-/// A response message the gateway edits.
+/// A response message the gateway rewrites, decoded and encoded whole only by tests and tools
+/// (the gateway itself walks frames: see walk.rs).
 pub trait Response: Decodable + Encodable + HeaderVersion {
     const NAME: &'static str;
-}
-
-/// Decodes a response frame as `M` at `version`, lets `change` edit it, and encodes it again.
-fn edit<M: Response>(
-    frame: Bytes,
-    version: i16,
-    change: impl FnOnce(&mut M) -> Result<(), AdvertiseError>,
-) -> Result<Rewritten, RewriteError> {
-    let mut decoded = decode::<M>(frame, version)?;
-    change(&mut decoded.message)?;
-    Ok(encode(&decoded.header, &decoded.message, version, &decoded.trailing)?.freeze().into())
 }
 
 /// A decoded response frame.
@@ -226,12 +217,6 @@ pub fn encode<M: Response>(
     message.encode(&mut out, version).map_err(encode_err)?;
     out.put_slice(trailing);
     Ok(out)
-}
-
-/// Applies an advertised address to a host and port field pair.
-fn apply(adv: &dyn Advertise, named: Named<'_>) -> Result<(StrBytes, i32), AdvertiseError> {
-    let a = adv.advertise(named)?;
-    Ok((StrBytes::from_string(a.host), i32::from(a.port)))
 }
 
 /// A broker address as it stands in a decoded response.

@@ -5,7 +5,8 @@ use bytes::Bytes;
 use kafka_protocol::messages::produce_response::NodeEndpoint;
 use kafka_protocol::messages::ProduceResponse;
 
-use super::endpoints::{self, Cursor};
+use super::endpoints;
+use super::walk::Cursor;
 use super::{Advertise, Response, RewriteError, Rewritten};
 
 impl Response for ProduceResponse {

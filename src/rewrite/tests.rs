@@ -138,9 +138,12 @@ fn trailing_bytes_are_carried_through_and_truncation_is_an_error() {
     let d = decode::<MetadataResponse>(out, 12).unwrap();
     assert_eq!(d.message.brokers[0].host.as_str(), "b1.example");
     assert_eq!(&d.trailing[..], [0, 7]);
-    let full = frame(&input, 1, 1);
-    let cut = full.slice(..full.len() - 3);
-    assert!(matches!(rewrite(Rewrite::Metadata, 1, cut, &Fake::default()), Err(RewriteError::Decode { .. })));
+    // Cut inside brokers[], which the gateway reads: an error, never a guess.
+    let full = frame(&input, 12, 1);
+    for cut in [9, 15, 20, 30] {
+        let r = rewrite(Rewrite::Metadata, 12, full.slice(..cut), &Fake::default());
+        assert!(matches!(r, Err(RewriteError::Decode { .. })), "cut at {cut}: {r:?}");
+    }
 }
 
 fn versions_response(keys: &[(i16, i16, i16)]) -> ApiVersionsResponse {
@@ -347,4 +350,22 @@ fn produce_without_node_endpoints_passes_as_the_same_bytes() {
         let out = rewrite(Rewrite::Produce, version, original.clone(), &Fake::default()).unwrap();
         assert_eq!(out.pieces(), [original], "v{version}");
     }
+}
+
+#[test]
+fn default_valued_tags_of_api_versions_go_out_in_kafkas_form() {
+    // What tansu 0.6 sends at v3: every tagged field, defaults included; librdkafka < 2.3 fails on it.
+    let input = versions_response(&[(3, 0, 12)]).with_throttle_time_ms(9);
+    let mut plain = frame(&input, 3, 5).to_vec();
+    assert_eq!(plain.pop(), Some(0), "no tags");
+    let mut explicit = plain.clone();
+    explicit.extend([4, 0, 1, 1, 1, 8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 1, 1, 3, 1, 0]);
+    let size = (explicit.len() - 4) as i32;
+    explicit[..4].copy_from_slice(&size.to_be_bytes());
+    let out = rewrite(Rewrite::ApiVersions, 3, Bytes::from(explicit), &Fake::default()).unwrap().to_bytes();
+    assert_eq!(out, frame(&input, 3, 5), "the same answer, without the default-valued tags");
+    // A non-default value stays, byte for byte.
+    let with_features = input.clone().with_finalized_features_epoch(7);
+    let original = frame(&with_features, 3, 5);
+    assert_eq!(rewrite(Rewrite::ApiVersions, 3, original.clone(), &Fake::default()).unwrap().to_bytes(), original);
 }

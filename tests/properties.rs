@@ -1,0 +1,532 @@
+//! Property tests (proptest) of every rewritten API and version:
+//! 1. an arbitrary valid response, rewritten and decoded again, equals the input except for the
+//!    broker hosts and ports, which are what the template gives;
+//! 2. a response that needs no rewrite comes out as the same bytes;
+//! 3. frames split at arbitrary chunk boundaries are read identically;
+//! 4. arbitrary bytes never panic.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use kafka_gateway::fixture::{decode_any, Names};
+use kafka_gateway::frame::{self, Peek, MIN_REQUEST};
+use kafka_gateway::rewrite::{self, api_versions, encode, take_addresses, Response, Rewrite};
+use kafka_gateway::session::{proxy, Limits};
+use kafka_gateway::topology::advertised_address;
+use kafka_gateway::Config;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use proptest::collection::vec;
+use proptest::prelude::*;
+use proptest::test_runner::Config as ProptestConfig;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn config() -> Config {
+    Config::from_toml(
+        r#"
+        [upstream]
+        bootstrap_servers = ["k:9092"]
+        [listeners.p]
+        broker_port_base = 10000
+        advertised = "b{node_id}.{az}.prop.example:{port}"
+        az_by_rack = { "r1" = "az-one", "r2" = "az-two" }
+        default_az = "az-default"
+        "#,
+    )
+    .unwrap()
+}
+
+fn names(config: &Config) -> Names<'_> {
+    Names { group: &config.groups[0], racks: BTreeMap::from([(1, "r2".to_owned())]) }
+}
+
+// ---- strategies ---------------------------------------------------------------------------------
+
+fn text(max: usize) -> impl Strategy<Value = StrBytes> {
+    proptest::string::string_regex(&format!("[a-zA-Z0-9._-]{{0,{max}}}")).unwrap().prop_map(StrBytes::from_string)
+}
+
+fn host() -> impl Strategy<Value = StrBytes> {
+    proptest::string::string_regex("[a-z0-9][a-z0-9.-]{0,40}").unwrap().prop_map(StrBytes::from_string)
+}
+
+/// Node ids of brokers: small, sparse and large, all with a port under broker_port_base 10000.
+fn node() -> impl Strategy<Value = i32> {
+    prop_oneof![0..8i32, 0..55_535i32]
+}
+
+fn rack() -> impl Strategy<Value = Option<StrBytes>> {
+    prop_oneof![Just(None), Just(Some(StrBytes::from_static_str("r1"))), Just(Some(StrBytes::from_static_str("r2"))), text(8).prop_map(Some)]
+}
+
+/// Unknown tagged fields, valid only in flexible versions (tags far from the known ones).
+fn tags(flexible: bool) -> impl Strategy<Value = BTreeMap<i32, Bytes>> {
+    let size = if flexible { 0..3usize } else { 0..1 };
+    proptest::collection::btree_map(100..120i32, vec(any::<u8>(), 0..8).prop_map(Bytes::from), size)
+}
+
+fn uuid() -> impl Strategy<Value = uuid::Uuid> {
+    any::<u128>().prop_map(uuid::Uuid::from_u128)
+}
+
+fn metadata(v: i16) -> impl Strategy<Value = MetadataResponse> {
+    let broker = (node(), host(), any::<i32>(), rack(), tags(v >= 9)).prop_map(move |(n, h, p, r, t)| {
+        metadata_response::MetadataResponseBroker::default()
+            .with_node_id(BrokerId(n))
+            .with_host(h)
+            .with_port(p)
+            .with_rack(if v >= 1 { r } else { None })
+            .with_unknown_tagged_fields(t)
+    });
+    let partition = (any::<i16>(), any::<i32>(), any::<i32>(), any::<i32>(), vec(any::<i32>(), 0..4), vec(any::<i32>(), 0..4), tags(v >= 9))
+        .prop_map(move |(e, i, l, epoch, replicas, isr, t)| {
+            let ids = |v: Vec<i32>| v.into_iter().map(BrokerId).collect::<Vec<_>>();
+            metadata_response::MetadataResponsePartition::default()
+                .with_error_code(e)
+                .with_partition_index(i)
+                .with_leader_id(BrokerId(l))
+                .with_leader_epoch(if v >= 7 { epoch } else { -1 })
+                .with_replica_nodes(ids(replicas.clone()))
+                .with_isr_nodes(ids(isr))
+                .with_offline_replicas(if v >= 5 { ids(replicas) } else { vec![] })
+                .with_unknown_tagged_fields(t)
+        });
+    let topic = (any::<i16>(), text(20), uuid(), any::<bool>(), vec(partition, 0..3), any::<i32>(), tags(v >= 9)).prop_map(
+        move |(e, name, id, internal, partitions, ops, t)| {
+            metadata_response::MetadataResponseTopic::default()
+                .with_error_code(e)
+                .with_name(Some(TopicName(name)))
+                .with_topic_id(if v >= 10 { id } else { uuid::Uuid::nil() })
+                .with_is_internal(v >= 1 && internal)
+                .with_partitions(partitions)
+                .with_topic_authorized_operations(if v >= 8 { ops } else { i32::MIN })
+                .with_unknown_tagged_fields(t)
+        },
+    );
+    (any::<i32>(), vec(broker, 0..6), proptest::option::of(text(12)), any::<i32>(), vec(topic, 0..3), any::<i32>(), any::<i16>(), tags(v >= 9))
+        .prop_map(move |(throttle, brokers, cluster, controller, topics, ops, error, t)| {
+            MetadataResponse::default()
+                .with_throttle_time_ms(if v >= 3 { throttle } else { 0 })
+                .with_brokers(brokers)
+                .with_cluster_id(if v >= 2 { cluster } else { None })
+                .with_controller_id(BrokerId(if v >= 1 { controller } else { -1 }))
+                .with_topics(topics)
+                .with_cluster_authorized_operations(if (8..=10).contains(&v) { ops } else { i32::MIN })
+                .with_error_code(if v >= 13 { error } else { 0 })
+                .with_unknown_tagged_fields(t)
+        })
+}
+
+fn find_coordinator(v: i16) -> impl Strategy<Value = FindCoordinatorResponse> {
+    let coordinator = (text(12), node(), host(), any::<i32>(), prop_oneof![3 => Just(0i16), 1 => Just(15i16)], proptest::option::of(text(10)), tags(true))
+        .prop_map(|(key, n, h, p, error, message, t)| {
+            let c = find_coordinator_response::Coordinator::default().with_key(key).with_error_code(error).with_error_message(message);
+            let c = if error == 0 { c.with_node_id(BrokerId(n)).with_host(h).with_port(p) } else { c.with_node_id(BrokerId(-1)).with_port(-1) };
+            c.with_unknown_tagged_fields(t)
+        });
+    (any::<i32>(), prop_oneof![3 => Just(0i16), 1 => Just(15i16)], proptest::option::of(text(10)), node(), host(), any::<i32>(), vec(coordinator, 0..4), tags(v >= 3))
+        .prop_map(move |(throttle, error, message, n, h, p, coordinators, t)| {
+            let mut m = FindCoordinatorResponse::default()
+                .with_throttle_time_ms(if v >= 1 { throttle } else { 0 })
+                .with_unknown_tagged_fields(t);
+            if v >= 4 {
+                m.coordinators = coordinators;
+            } else {
+                m.error_code = error;
+                m.error_message = if v >= 1 { message } else { None };
+                (m.node_id, m.host, m.port) = if error == 0 { (BrokerId(n), h, p) } else { (BrokerId(-1), StrBytes::default(), -1) };
+            }
+            m
+        })
+}
+
+fn describe_cluster(v: i16) -> impl Strategy<Value = DescribeClusterResponse> {
+    let broker = (node(), host(), any::<i32>(), rack(), any::<bool>(), tags(true)).prop_map(move |(n, h, p, r, fenced, t)| {
+        describe_cluster_response::DescribeClusterBroker::default()
+            .with_broker_id(BrokerId(n))
+            .with_host(h)
+            .with_port(p)
+            .with_rack(r)
+            .with_is_fenced(v >= 2 && fenced)
+            .with_unknown_tagged_fields(t)
+    });
+    (any::<i32>(), any::<i16>(), proptest::option::of(text(10)), text(12), any::<i32>(), vec(broker, 0..5), any::<i32>(), tags(true))
+        .prop_map(move |(throttle, e, message, cluster, controller, brokers, ops, t)| {
+            DescribeClusterResponse::default()
+                .with_throttle_time_ms(throttle)
+                .with_error_code(e)
+                .with_error_message(message)
+                .with_endpoint_type(1)
+                .with_cluster_id(cluster)
+                .with_controller_id(BrokerId(controller))
+                .with_brokers(brokers)
+                .with_cluster_authorized_operations(ops)
+                .with_unknown_tagged_fields(t)
+        })
+}
+
+fn api_versions(v: i16) -> impl Strategy<Value = ApiVersionsResponse> {
+    let key = (prop_oneof![0..100i16, 10_000..10_010i16], 0..5i16, 0..20i16, tags(v >= 3))
+        .prop_map(|(k, min, span, t)| {
+            api_versions_response::ApiVersion::default().with_api_key(k).with_min_version(min).with_max_version(min + span).with_unknown_tagged_fields(t)
+        });
+    (vec(key, 0..40), any::<i32>(), tags(v >= 3)).prop_map(move |(keys, throttle, t)| {
+        ApiVersionsResponse::default()
+            .with_api_keys(keys)
+            .with_throttle_time_ms(if v >= 1 { throttle } else { 0 })
+            .with_unknown_tagged_fields(t)
+    })
+}
+
+fn produce(v: i16) -> impl Strategy<Value = ProduceResponse> {
+    let endpoint = (node(), host(), any::<i32>(), rack(), tags(true)).prop_map(|(n, h, p, r, t)| {
+        produce_response::NodeEndpoint::default().with_node_id(BrokerId(n)).with_host(h).with_port(p).with_rack(r).with_unknown_tagged_fields(t)
+    });
+    let record_error = (any::<i32>(), proptest::option::of(text(10)))
+        .prop_map(|(i, m)| produce_response::BatchIndexAndErrorMessage::default().with_batch_index(i).with_batch_index_error_message(m));
+    let partition = (any::<i32>(), any::<i16>(), any::<i64>(), any::<i64>(), any::<i64>(), vec(record_error, 0..2), proptest::option::of(text(10)), any::<i32>(), tags(true))
+        .prop_map(|(i, e, base, time, start, errors, message, leader, t)| {
+            produce_response::PartitionProduceResponse::default()
+                .with_index(i)
+                .with_error_code(e)
+                .with_base_offset(base)
+                .with_log_append_time_ms(time)
+                .with_log_start_offset(start)
+                .with_record_errors(errors)
+                .with_error_message(message)
+                .with_current_leader(produce_response::LeaderIdAndEpoch::default().with_leader_id(BrokerId(leader)).with_leader_epoch(leader / 2))
+                .with_unknown_tagged_fields(t)
+        });
+    let topic = (text(12), uuid(), vec(partition, 0..3), tags(true)).prop_map(move |(name, id, partitions, t)| {
+        let topic = produce_response::TopicProduceResponse::default().with_partition_responses(partitions).with_unknown_tagged_fields(t);
+        if v >= 13 { topic.with_topic_id(id) } else { topic.with_name(TopicName(name)) }
+    });
+    (vec(topic, 0..3), any::<i32>(), vec(endpoint, 0..4), tags(true)).prop_map(|(responses, throttle, endpoints, t)| {
+        ProduceResponse::default()
+            .with_responses(responses)
+            .with_throttle_time_ms(throttle)
+            .with_node_endpoints(endpoints)
+            .with_unknown_tagged_fields(t)
+    })
+}
+
+fn fetch(_v: i16) -> impl Strategy<Value = FetchResponse> {
+    let endpoint = (node(), host(), any::<i32>(), rack(), tags(true)).prop_map(|(n, h, p, r, t)| {
+        fetch_response::NodeEndpoint::default().with_node_id(BrokerId(n)).with_host(h).with_port(p).with_rack(r).with_unknown_tagged_fields(t)
+    });
+    let aborted = (any::<i64>(), any::<i64>())
+        .prop_map(|(p, o)| fetch_response::AbortedTransaction::default().with_producer_id(ProducerId(p)).with_first_offset(o));
+    let partition = (
+        (any::<i32>(), any::<i16>(), any::<i64>(), any::<i64>(), any::<i64>()),
+        (any::<i32>(), any::<i32>()),
+        proptest::option::of(vec(aborted, 0..2)),
+        any::<i32>(),
+        proptest::option::of(vec(any::<u8>(), 0..300).prop_map(Bytes::from)),
+        tags(true),
+    )
+        .prop_map(|((i, e, hw, lso, start), (leader, epoch), aborted, replica, records, t)| {
+            fetch_response::PartitionData::default()
+                .with_partition_index(i)
+                .with_error_code(e)
+                .with_high_watermark(hw)
+                .with_last_stable_offset(lso)
+                .with_log_start_offset(start)
+                .with_current_leader(fetch_response::LeaderIdAndEpoch::default().with_leader_id(BrokerId(leader)).with_leader_epoch(epoch))
+                .with_diverging_epoch(fetch_response::EpochEndOffset::default().with_epoch(epoch).with_end_offset(hw))
+                .with_aborted_transactions(aborted)
+                .with_preferred_read_replica(BrokerId(replica))
+                .with_records(records)
+                .with_unknown_tagged_fields(t)
+        });
+    let topic = (uuid(), vec(partition, 0..3), tags(true))
+        .prop_map(|(id, partitions, t)| fetch_response::FetchableTopicResponse::default().with_topic_id(id).with_partitions(partitions).with_unknown_tagged_fields(t));
+    (any::<i32>(), any::<i16>(), any::<i32>(), vec(topic, 0..3), vec(endpoint, 0..4), tags(true)).prop_map(
+        |(throttle, e, session, responses, endpoints, t)| {
+            FetchResponse::default()
+                .with_throttle_time_ms(throttle)
+                .with_error_code(e)
+                .with_session_id(session)
+                .with_responses(responses)
+                .with_node_endpoints(endpoints)
+                .with_unknown_tagged_fields(t)
+        },
+    )
+}
+
+// ---- property 1: only addresses change, and they are the template's -----------------------------
+
+fn frame_of<M: Response>(m: &M, version: i16, correlation_id: i32) -> Bytes {
+    encode(&ResponseHeader::default().with_correlation_id(correlation_id), m, version, &[]).unwrap().freeze()
+}
+
+/// Rewrites `frame` and checks the promise: everything equal but addresses, addresses the template's.
+fn assert_only_addresses_change(api: ApiKey, kind: Rewrite, version: i16, frame: Bytes) -> Result<(), TestCaseError> {
+    let config = config();
+    let names = names(&config);
+    let out = rewrite::rewrite(kind, version, frame.clone(), &names).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let (h_in, mut input) = decode_any(api as i16, version, &frame).map_err(TestCaseError::fail)?;
+    let (h_out, mut output) = decode_any(api as i16, version, &out.to_bytes()).map_err(TestCaseError::fail)?;
+    let before = take_addresses(&mut input, version);
+    let after = take_addresses(&mut output, version);
+    prop_assert_eq!(h_in, h_out);
+    prop_assert_eq!(input, output, "fields other than addresses changed");
+    prop_assert_eq!(before.len(), after.len());
+    for (b, a) in before.iter().zip(&after) {
+        let rack = match &b.rack {
+            Some(rack) => rack.clone(),
+            None => names.racks.get(&b.node_id).cloned(),
+        };
+        let expected = advertised_address(&config.groups[0], b.node_id, rack.as_deref()).unwrap();
+        prop_assert_eq!((&a.host, a.port), (&expected.host, i32::from(expected.port)), "broker {}", b.node_id);
+        prop_assert_eq!(&a.rack, &b.rack, "racks pass unchanged");
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn metadata_rewrites_only_addresses((version, m) in (0..=13i16).prop_flat_map(|v| (Just(v), metadata(v)))) {
+        assert_only_addresses_change(ApiKey::Metadata, Rewrite::Metadata, version, frame_of(&m, version, 7))?;
+    }
+
+    #[test]
+    fn find_coordinator_rewrites_only_addresses((version, m) in (0..=6i16).prop_flat_map(|v| (Just(v), find_coordinator(v)))) {
+        assert_only_addresses_change(ApiKey::FindCoordinator, Rewrite::FindCoordinator, version, frame_of(&m, version, 7))?;
+    }
+
+    #[test]
+    fn describe_cluster_rewrites_only_addresses((version, m) in (0..=2i16).prop_flat_map(|v| (Just(v), describe_cluster(v)))) {
+        assert_only_addresses_change(ApiKey::DescribeCluster, Rewrite::DescribeCluster, version, frame_of(&m, version, 7))?;
+    }
+
+    #[test]
+    fn produce_rewrites_only_addresses((version, m) in (10..=13i16).prop_flat_map(|v| (Just(v), produce(v)))) {
+        assert_only_addresses_change(ApiKey::Produce, Rewrite::Produce, version, frame_of(&m, version, 7))?;
+    }
+
+    #[test]
+    fn fetch_rewrites_only_addresses((version, m) in (16..=18i16).prop_flat_map(|v| (Just(v), fetch(v)))) {
+        assert_only_addresses_change(ApiKey::Fetch, Rewrite::Fetch, version, frame_of(&m, version, 7))?;
+    }
+
+    #[test]
+    fn api_versions_changes_only_the_limited_ranges((version, m) in (0..=4i16).prop_flat_map(|v| (Just(v), api_versions(v)))) {
+        let frame = frame_of(&m, version, 3);
+        let config = config();
+        let out = rewrite::rewrite(Rewrite::ApiVersions, version, frame, &names(&config)).unwrap();
+        let output = rewrite::decode::<ApiVersionsResponse>(out.to_bytes(), version).unwrap().message;
+        let mut expected = m.clone();
+        api_versions::limit(&mut expected.api_keys);
+        prop_assert_eq!(output, expected);
+    }
+
+    // ---- property 2: no rewrite needed, the same bytes ------------------------------------------
+
+    #[test]
+    fn produce_and_fetch_without_endpoints_pass_as_the_same_bytes(
+        (version, p) in (10..=13i16).prop_flat_map(|v| (Just(v), produce(v))),
+        (fetch_version, f) in (16..=18i16).prop_flat_map(|v| (Just(v), fetch(v))),
+    ) {
+        let config = config();
+        let names = names(&config);
+        let p = p.with_node_endpoints(vec![]);
+        let frame = frame_of(&p, version, 1);
+        let out = rewrite::rewrite(Rewrite::Produce, version, frame.clone(), &names).unwrap();
+        prop_assert_eq!(out.pieces(), [frame]);
+        let f = f.with_node_endpoints(vec![]);
+        let frame = frame_of(&f, fetch_version, 1);
+        let out = rewrite::rewrite(Rewrite::Fetch, fetch_version, frame.clone(), &names).unwrap();
+        prop_assert_eq!(out.pieces(), [frame]);
+    }
+
+    #[test]
+    fn find_coordinator_errors_and_brokerless_answers_pass_as_the_same_bytes(
+        (version, m) in (0..=13i16).prop_flat_map(|v| (Just(v), metadata(v))),
+        error in prop_oneof![Just(15i16), Just(14i16), Just(16i16)],
+        fc_version in 0..=3i16,
+    ) {
+        let config = config();
+        let names = names(&config);
+        let m = m.with_brokers(vec![]);
+        let frame = frame_of(&m, version, 1);
+        prop_assert_eq!(rewrite::rewrite(Rewrite::Metadata, version, frame.clone(), &names).unwrap().to_bytes(), frame);
+        let fc = FindCoordinatorResponse::default().with_error_code(error).with_node_id(BrokerId(-1)).with_port(-1);
+        let frame = frame_of(&fc, fc_version, 1);
+        prop_assert_eq!(rewrite::rewrite(Rewrite::FindCoordinator, fc_version, frame.clone(), &names).unwrap().to_bytes(), frame);
+    }
+}
+
+// ---- property 3: chunk boundaries do not matter; with 2, unrewritten traffic is untouched --------
+
+/// A request frame for `api_key` at `version` with an arbitrary body.
+fn request(api_key: i16, version: i16, correlation_id: i32, body: &[u8]) -> Vec<u8> {
+    let mut f = vec![0; 4];
+    f.extend(api_key.to_be_bytes());
+    f.extend(version.to_be_bytes());
+    f.extend(correlation_id.to_be_bytes());
+    f.extend(2i16.to_be_bytes());
+    f.extend(b"pt");
+    f.extend(body);
+    let size = (f.len() - 4) as i32;
+    f[..4].copy_from_slice(&size.to_be_bytes());
+    f
+}
+
+/// One exchange: a request that is forwarded, and its response, which is either forwarded
+/// (arbitrary bytes) or a Metadata answer the gateway rewrites.
+#[derive(Debug, Clone)]
+enum Exchange {
+    Forwarded { api_key: i16, version: i16, request_body: Vec<u8>, response_body: Vec<u8> },
+    Metadata { version: i16, response: MetadataResponse },
+}
+
+fn exchange() -> impl Strategy<Value = Exchange> {
+    // API keys that carry no address at any version, and vendor keys.
+    let forwarded = (prop_oneof![Just(2i16), Just(8), Just(9), Just(11), Just(12), Just(19), Just(10_007)], 0..10i16, vec(any::<u8>(), 0..200), vec(any::<u8>(), 0..3000))
+        .prop_map(|(api_key, version, request_body, response_body)| Exchange::Forwarded { api_key, version, request_body, response_body });
+    let metadata = (0..=13i16).prop_flat_map(|v| (Just(v), metadata(v))).prop_map(|(version, response)| Exchange::Metadata { version, response });
+    prop_oneof![3 => forwarded, 1 => metadata]
+}
+
+/// Writes `data` in pieces of the given sizes (cycled), yielding between them.
+async fn write_in_pieces(w: &mut (impl AsyncWriteExt + Unpin), data: &[u8], sizes: &[usize]) {
+    let mut at = 0;
+    for size in sizes.iter().cycle() {
+        if at >= data.len() {
+            break;
+        }
+        let end = (at + size.max(&1)).min(data.len());
+        w.write_all(&data[at..end]).await.unwrap();
+        w.flush().await.unwrap();
+        tokio::task::yield_now().await;
+        at = end;
+    }
+}
+
+/// Runs `exchanges` through a proxy, both directions written in `pieces`; returns what the broker
+/// received and what the client received.
+async fn run_through_proxy(exchanges: &[Exchange], pieces: &[usize], pipe: usize) -> (Vec<u8>, Vec<u8>) {
+    let config = config();
+    let (client, proxy_client) = tokio::io::duplex(pipe);
+    let (broker, proxy_broker) = tokio::io::duplex(pipe);
+    let requests: Vec<u8> = exchanges
+        .iter()
+        .enumerate()
+        .flat_map(|(i, e)| match e {
+            Exchange::Forwarded { api_key, version, request_body, .. } => request(*api_key, *version, i as i32, request_body),
+            Exchange::Metadata { version, .. } => request(3, *version, i as i32, &[]),
+        })
+        .collect();
+    let responses: Vec<u8> = exchanges
+        .iter()
+        .enumerate()
+        .flat_map(|(i, e)| match e {
+            Exchange::Forwarded { response_body, .. } => {
+                let mut f = ((response_body.len() + 4) as i32).to_be_bytes().to_vec();
+                f.extend((i as i32).to_be_bytes());
+                f.extend(response_body);
+                f
+            }
+            Exchange::Metadata { version, response } => frame_of(response, *version, i as i32).to_vec(),
+        })
+        .collect();
+    let (mut crd, mut cwr) = tokio::io::split(client);
+    let (mut brd, mut bwr) = tokio::io::split(broker);
+    let (prd, pwr) = tokio::io::split(proxy_client);
+    let (urd, uwr) = tokio::io::split(proxy_broker);
+    let names = names(&config);
+    let limits = Limits { request: 1 << 20, response: 1 << 20 };
+    let mut received = vec![0; requests.len()];
+    let mut back = Vec::new();
+    // All ends move at once: with small pipes, any end left waiting would stall the others.
+    let client_sends = write_in_pieces(&mut cwr, &requests, pieces);
+    let broker_side = async {
+        brd.read_exact(&mut received).await.unwrap();
+        write_in_pieces(&mut bwr, &responses, pieces).await;
+        bwr.shutdown().await.unwrap(); // the proxy ends when the broker closes
+    };
+    let client_reads = async { crd.read_to_end(&mut back).await.unwrap() };
+    let (result, _, _, _) = tokio::join!(proxy(prd, pwr, urd, uwr, limits, &names, None), client_sends, broker_side, client_reads);
+    assert!(result.is_ok(), "{result:?}");
+    (received, back)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn frames_split_anywhere_are_read_identically(
+        exchanges in vec(exchange(), 1..8),
+        pieces in vec(1..700usize, 1..6),
+        pipe in prop_oneof![Just(3usize), Just(64), Just(65_536)],
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let (sent, received) = rt.block_on(run_through_proxy(&exchanges, &[usize::MAX], 1 << 20));
+        let (sent_chunked, received_chunked) = rt.block_on(run_through_proxy(&exchanges, &pieces, pipe));
+        prop_assert_eq!(&sent_chunked, &sent);
+        prop_assert_eq!(&received_chunked, &received);
+        // Requests are always forwarded as the same bytes, and so are responses that need no rewrite.
+        let config = config();
+        let names = names(&config);
+        let mut at = 0;
+        for (i, e) in exchanges.iter().enumerate() {
+            let len = i32::from_be_bytes(received[at..at + 4].try_into().unwrap()) as usize + 4;
+            let got = &received[at..at + len];
+            match e {
+                Exchange::Forwarded { response_body, .. } => prop_assert_eq!(&got[8..], &response_body[..], "exchange {}", i),
+                Exchange::Metadata { version, response } => {
+                    let expected = rewrite::rewrite(Rewrite::Metadata, *version, frame_of(response, *version, i as i32), &names).unwrap();
+                    prop_assert_eq!(got, &expected.to_bytes()[..], "exchange {}", i);
+                }
+            }
+            at += len;
+        }
+        prop_assert_eq!(at, received.len());
+    }
+}
+
+// ---- property 4: arbitrary bytes never panic ----------------------------------------------------
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_bytes_never_panic_the_frame_reader(bytes in vec(any::<u8>(), 0..200), limit in 0..300usize) {
+        if let Ok(Peek::Ready(len)) = frame::frame_len(&bytes, MIN_REQUEST, limit) {
+            let _ = frame::peek_request(&bytes, len);
+        }
+        let _ = frame::peek_correlation_id(&bytes);
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic_a_rewrite(body in vec(any::<u8>(), 0..400), kind in 0..6usize, version in -2..20i16) {
+        let kind = [Rewrite::ApiVersions, Rewrite::Metadata, Rewrite::FindCoordinator, Rewrite::DescribeCluster, Rewrite::Produce, Rewrite::Fetch][kind];
+        let mut frame = (body.len() as i32).to_be_bytes().to_vec();
+        frame.extend(&body);
+        let config = config();
+        // The gateway's path. (kafka-protocol's own decoder, used by the replay tool to display
+        // cases, pre-allocates by lengths read from the wire and can abort on hostile input; the
+        // gateway never decodes responses with it.)
+        let _ = rewrite::rewrite(kind, version, Bytes::from(frame), &names(&config));
+    }
+
+    #[test]
+    fn arbitrary_streams_never_panic_a_session(to_broker in vec(any::<u8>(), 0..600), to_client in vec(any::<u8>(), 0..600)) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let config = config();
+            let names = names(&config);
+            let (mut client, proxy_client) = tokio::io::duplex(1 << 16);
+            let (mut broker, proxy_broker) = tokio::io::duplex(1 << 16);
+            client.write_all(&to_broker).await.unwrap();
+            broker.write_all(&to_client).await.unwrap();
+            drop((client, broker));
+            let (prd, pwr) = tokio::io::split(proxy_client);
+            let (urd, uwr) = tokio::io::split(proxy_broker);
+            let limits = Limits { request: 1 << 10, response: 1 << 10 };
+            let _ = proxy(prd, pwr, urd, uwr, limits, &names, None).await;
+        });
+    }
+}
