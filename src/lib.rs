@@ -10,6 +10,8 @@ pub mod check;
 pub mod config;
 pub mod fixture;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gateway;
 pub mod inflight;
 pub mod listener;

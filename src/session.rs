@@ -1,7 +1,8 @@
 //! Step 1 to 5 of a frame's journey, for one client connection: requests stream to the broker as the
 //! same bytes, responses stream back, and only the responses [`rewrite::plan`] marked are decoded.
 //!
-//! Each direction is a pump over one reusable buffer. A read may hold many frames or part of one;
+//! Each direction is a pump over a buffer it borrows from its worker thread's pool while bytes are
+//! in flight, and gives back when they are written. A read may hold many frames or part of one;
 //! the pump peeks at each frame's first bytes, and forwards everything up to the first frame it
 //! must wait for in one write. A frame is never buffered whole unless it is rewritten, so a 100 MiB
 //! produce request costs the same memory as a small one.
@@ -22,10 +23,62 @@ use crate::record::Recorder;
 use crate::rewrite::{self, api_versions, Action, Advertise, Refused, RewriteError};
 use crate::upstream::{self, UpstreamError};
 
-/// Bytes read at a time; also the buffer each direction starts with.
+/// Bytes read at a time: the size of the buffers a direction borrows while bytes are in flight.
 const READ_CHUNK: usize = 64 * 1024;
 /// Below this much free space the buffer grows before the next read.
 const MIN_READ: usize = 4 * 1024;
+/// Drained buffers a worker thread keeps for the next connection that has something to read.
+const POOL_PER_THREAD: usize = 64;
+
+thread_local! {
+    static POOL: std::cell::RefCell<Vec<BytesMut>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A direction's read side: it can wait until bytes arrive without holding a buffer, so that an
+/// idle connection holds none (10,000 idle connections would otherwise pin 1.25 GiB of buffers).
+pub trait Source: AsyncRead + Unpin {
+    fn ready(&mut self) -> impl std::future::Future<Output = io::Result<()>>;
+}
+
+impl Source for tokio::net::tcp::OwnedReadHalf {
+    async fn ready(&mut self) -> io::Result<()> {
+        self.readable().await
+    }
+}
+
+/// In-memory streams (tests, benchmarks) have no readiness: the read itself waits.
+impl<T: AsyncRead> Source for tokio::io::ReadHalf<T> {
+    async fn ready(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Reads more bytes into `buf`, borrowing a pooled buffer if it has none. False at end of stream.
+async fn fill(from: &mut impl Source, buf: &mut BytesMut) -> io::Result<bool> {
+    if buf.is_empty() {
+        from.ready().await?;
+        if buf.capacity() == 0 {
+            *buf = POOL.with_borrow_mut(Vec::pop).unwrap_or_default();
+        }
+    }
+    if buf.capacity() - buf.len() < MIN_READ {
+        // Reclaims the front of a buffer whose bytes were written, without allocating.
+        buf.reserve(READ_CHUNK);
+    }
+    Ok(from.read_buf(buf).await? > 0)
+}
+
+/// Gives a drained buffer back to the worker's pool.
+fn release(buf: &mut BytesMut) {
+    if buf.is_empty() && buf.capacity() > 0 {
+        let drained = std::mem::take(buf);
+        POOL.with_borrow_mut(|pool| {
+            if pool.len() < POOL_PER_THREAD {
+                pool.push(drained);
+            }
+        });
+    }
+}
 
 /// Why a connection ended other than by a close.
 #[derive(Debug, thiserror::Error)]
@@ -80,9 +133,9 @@ pub struct Limits {
 
 /// Runs both directions of one connection until one of them ends.
 pub async fn proxy(
-    client_rd: impl AsyncRead + Unpin,
+    client_rd: impl Source,
     client_wr: impl AsyncWrite + Unpin,
-    upstream_rd: impl AsyncRead + Unpin,
+    upstream_rd: impl Source,
     upstream_wr: impl AsyncWrite + Unpin,
     limits: Limits,
     advertiser: &(dyn Advertise + Sync),
@@ -98,12 +151,12 @@ pub async fn proxy(
 /// Client to broker: every byte is forwarded as it came; headers are only read, to note which
 /// responses will need a rewrite and to refuse versions the gateway could not rewrite.
 async fn pump_requests(
-    mut from: impl AsyncRead + Unpin,
+    mut from: impl Source,
     mut to: impl AsyncWrite + Unpin,
     inflight: &Inflight,
     max_frame_bytes: usize,
 ) -> Result<(), SessionError> {
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut buf = BytesMut::new();
     // Bytes of the current frame not yet in `buf`: they are forwarded as they arrive.
     let mut rest = 0usize;
     loop {
@@ -137,20 +190,21 @@ async fn pump_requests(
             to.write_all(&buf[..ready]).await?;
             buf.advance(ready);
         }
+        release(&mut buf);
     }
 }
 
 /// Broker to client: responses are matched to their requests in order; those marked for rewrite are
 /// read whole and replaced, all others are forwarded as they came.
 async fn pump_responses(
-    mut from: impl AsyncRead + Unpin,
+    mut from: impl Source,
     mut to: impl AsyncWrite + Unpin,
     inflight: &Inflight,
     max_response_bytes: usize,
     advertiser: &(dyn Advertise + Sync),
     recorder: Option<&Recorder>,
 ) -> Result<(), SessionError> {
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut buf = BytesMut::new();
     let mut rest = 0usize;
     loop {
         if !fill(&mut from, &mut buf).await? {
@@ -202,15 +256,8 @@ async fn pump_responses(
             to.write_all(&buf[..ready]).await?;
             buf.advance(ready);
         }
+        release(&mut buf);
     }
-}
-
-/// Reads more bytes into `buf`, growing it when it is nearly full. False at end of stream.
-async fn fill(from: &mut (impl AsyncRead + Unpin), buf: &mut BytesMut) -> io::Result<bool> {
-    if buf.capacity() - buf.len() < MIN_READ {
-        buf.reserve(READ_CHUNK);
-    }
-    Ok(from.read_buf(buf).await? > 0)
 }
 
 #[cfg(test)]
