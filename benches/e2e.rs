@@ -6,7 +6,8 @@
 //!
 //! Reports medians over the rounds: produce and consume throughput (MB/s, ratio to direct), the
 //! latency of small acks=1 Produce requests sent one at a time (p50/p99/p999, and the difference to
-//! direct), the gateway's CPU seconds per GB moved, and its peak RSS.
+//! direct, beside what a plain TCP relay adds: the floor of any user-space proxy on the machine),
+//! the gateway's CPU seconds per GB moved in the bulk phases, and its peak RSS.
 
 use std::io::Write as _;
 use std::process::{Child, Command, Stdio};
@@ -40,9 +41,36 @@ struct Args {
     /// Accepted and ignored: `cargo bench` passes it to every bench target.
     #[arg(long, hide = true)]
     bench: bool,
+    /// Internal: run as the plain TCP relay (LISTEN_PORT TARGET) that marks the floor of any proxy.
+    #[arg(long, hide = true, num_args = 2, value_names = ["PORT", "TARGET"])]
+    relay: Option<Vec<String>>,
 }
 
-const PARTITIONS: i32 = 3;
+/// The plain relay's port: a proxy that only copies bytes (tokio's copy_bidirectional), in its
+/// own process, to broker 1. What it adds to a request's latency, any user-space proxy pays here.
+const RELAY_PORT: u16 = 39_499;
+
+/// Copies bytes between each accepted connection and `target`, nothing else.
+fn relay(port: u16, target: String) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        loop {
+            let (mut client, _) = listener.accept().await.unwrap();
+            let target = target.clone();
+            tokio::spawn(async move {
+                let mut upstream = tokio::net::TcpStream::connect(target).await.unwrap();
+                client.set_nodelay(true).unwrap();
+                upstream.set_nodelay(true).unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            });
+        }
+    });
+}
+
+/// The mock cluster keeps at most 5 MiB per partition (dropping the oldest), so the messages of a
+/// round are spread over enough partitions to be consumed whole.
+const PARTITIONS: i32 = 30;
 const MESSAGE: usize = 1024;
 const PORT_BASE: u16 = 39_500;
 
@@ -61,6 +89,9 @@ struct Samples {
 
 fn main() {
     let args = Args::parse();
+    if let Some(relay_args) = args.relay {
+        return relay(relay_args[0].parse().unwrap(), relay_args[1].clone());
+    }
     let mock = MockCluster::new(3).expect("a mock cluster");
     let direct_bootstrap = mock.bootstrap_servers();
     let gateway = Gateway::start(&direct_bootstrap);
@@ -71,6 +102,15 @@ fn main() {
         (Path::Gateway, HostPort { host: "127.0.0.1".into(), port: PORT_BASE + 1 }),
     ];
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let mut relay = Command::new(std::env::current_exe().unwrap())
+        .args(["--relay", &RELAY_PORT.to_string(), &broker_1[0].1.to_string()])
+        .spawn()
+        .unwrap();
+    let relay_addr = HostPort { host: "127.0.0.1".into(), port: RELAY_PORT };
+    while std::net::TcpStream::connect(("127.0.0.1", RELAY_PORT)).is_err() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut relayed = Vec::new();
 
     let mut direct = Samples::default();
     let mut through = Samples::default();
@@ -83,16 +123,20 @@ fn main() {
             let topic = format!("bench-{round}-{path:?}");
             mock.create_topic(&topic, PARTITIONS, 1).unwrap();
             for p in 0..PARTITIONS {
-                mock.partition_leader(&topic, p, Some(p + 1)).unwrap();
+                mock.partition_leader(&topic, p, Some(p % 3 + 1)).unwrap();
             }
             let cpu_before = gateway.cpu();
             let produce = produce_throughput(bootstrap, &topic, args.messages);
             let consume = consume_throughput(bootstrap, &topic, args.messages);
+            let cpu_bulk = gateway.cpu() - cpu_before;
             let latency = runtime.block_on(produce_latency(&broker_1[i].1, &topic, args.latency));
             let samples = if *path == Path::Direct { &mut direct } else { &mut through };
             if *path == Path::Gateway {
-                gateway_cpu += gateway.cpu() - cpu_before;
-                gateway_bytes += 2 * (args.messages * MESSAGE) as u64 + (args.latency * 200) as u64;
+                // CPU per byte of the bulk phases only: the latency phase moves few bytes.
+                gateway_cpu += cpu_bulk;
+                gateway_bytes += 2 * (args.messages * MESSAGE) as u64;
+            } else {
+                relayed.push(runtime.block_on(produce_latency(&relay_addr, &topic, args.latency)));
             }
             println!(
                 "round {round} {:<8} produce {produce:7.1} MB/s  consume {consume:7.1} MB/s  latency p50 {:6.1} µs  p99 {:6.1} µs",
@@ -105,7 +149,9 @@ fn main() {
             samples.latency.push(latency);
         }
     }
-    report(&direct, &through, gateway_cpu, gateway_bytes, gateway.peak_rss_kib());
+    let _ = relay.kill();
+    let _ = relay.wait();
+    report(&direct, &through, &relayed, gateway_cpu, gateway_bytes, gateway.peak_rss_kib());
 }
 
 /// The gateway binary in its own process, in front of the mock cluster.
@@ -134,12 +180,16 @@ impl Gateway {
             .stdout(Stdio::null())
             .spawn()
             .expect("the gateway binary");
+        let mut gateway = Self { child, _dir: dir };
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", PORT_BASE + 3)).is_err() {
             assert!(Instant::now() < deadline, "the gateway did not open broker 3's port");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Self { child, _dir: dir }
+        // The ports could belong to a gateway left over from another run: this one must be alive.
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(gateway.child.try_wait().unwrap().is_none(), "the gateway exited: are ports {PORT_BASE}.. taken?");
+        gateway
     }
 
     /// User + system CPU time of the gateway process so far.
@@ -272,7 +322,7 @@ fn quantile(samples: &[Histogram<u64>], q: f64) -> f64 {
     median(&samples.iter().map(|h| h.value_at_quantile(q) as f64 / 1000.0).collect::<Vec<_>>())
 }
 
-fn report(direct: &Samples, through: &Samples, cpu: Duration, bytes: u64, rss_kib: u64) {
+fn report(direct: &Samples, through: &Samples, relayed: &[Histogram<u64>], cpu: Duration, bytes: u64, rss_kib: u64) {
     let mut out = String::new();
     let _ = (|| -> std::fmt::Result {
         use std::fmt::Write;
@@ -283,13 +333,13 @@ fn report(direct: &Samples, through: &Samples, cpu: Duration, bytes: u64, rss_ki
         ] {
             writeln!(out, "{name:<34} {d:8.1}   {g:8.1}    {:.3}", g / d)?;
         }
-        writeln!(out, "{:<34} {:>8}   {:>8}    {}", "produce request latency (µs)", "direct", "gateway", "added")?;
+        writeln!(out, "{:<34} {:>8}   {:>8}    {:>6}   {:>12}", "produce request latency (µs)", "direct", "gateway", "added", "plain relay added")?;
         for (name, q) in [("  p50", 0.5), ("  p99", 0.99), ("  p999", 0.999)] {
-            let (d, g) = (quantile(&direct.latency, q), quantile(&through.latency, q));
-            writeln!(out, "{name:<34} {d:8.1}   {g:8.1}    {:+.1}", g - d)?;
+            let (d, g, r) = (quantile(&direct.latency, q), quantile(&through.latency, q), quantile(relayed, q));
+            writeln!(out, "{name:<34} {d:8.1}   {g:8.1}    {:+6.1}   {:+12.1}", g - d, r - d)?;
         }
         let gb = bytes as f64 / 1e9;
-        writeln!(out, "gateway CPU: {:.2} s for {gb:.2} GB moved = {:.2} CPU s/GB; peak RSS {:.1} MiB", cpu.as_secs_f64(), cpu.as_secs_f64() / gb, rss_kib as f64 / 1024.0)
+        writeln!(out, "gateway CPU in the produce and consume phases: {:.2} s for {gb:.2} GB moved = {:.2} CPU s/GB; peak RSS {:.1} MiB", cpu.as_secs_f64(), cpu.as_secs_f64() / gb, rss_kib as f64 / 1024.0)
     })();
     print!("{out}");
     let _ = std::io::stdout().flush();

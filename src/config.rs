@@ -54,6 +54,9 @@ pub struct Config {
     /// TCP keepalive on both sides of every connection, so that load balancers with idle timeouts
     /// (AWS PrivateLink drops idle flows at 350 s) keep long-lived Kafka connections. `None` = off.
     pub tcp_keepalive: Option<Duration>,
+    /// Threads that move bytes; 0 = one per core. A gateway sharing a host with brokers or
+    /// clients can be held to fewer.
+    pub worker_threads: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -335,6 +338,8 @@ struct RawGateway {
     record_dir: Option<std::path::PathBuf>,
     #[serde(default = "default_record_per_version")]
     record_per_version: usize,
+    #[serde(default)]
+    worker_threads: usize,
 }
 
 impl Default for RawGateway {
@@ -345,6 +350,7 @@ impl Default for RawGateway {
             tcp_keepalive_secs: default_tcp_keepalive_secs(),
             record_dir: None,
             record_per_version: default_record_per_version(),
+            worker_threads: 0,
         }
     }
 }
@@ -423,6 +429,7 @@ impl RawConfig {
             record_per_version: self.gateway.record_per_version,
             tcp_keepalive: (self.gateway.tcp_keepalive_secs > 0)
                 .then(|| Duration::from_secs(self.gateway.tcp_keepalive_secs)),
+            worker_threads: self.gateway.worker_threads,
         };
         let named: BTreeSet<i32> = config
             .groups
