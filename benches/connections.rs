@@ -2,11 +2,11 @@
 //! request and response, so its buffers have been used), the gateway's memory per idle connection
 //! pair, and whether new connections still get through.
 //!
-//! `scripts/bench-connections [N]` (needs `ulimit -n` above 2 N + 100; the script raises it)
+//! `scripts/bench-connections [N]`. The gateway holds two descriptors per client (client and
+//! upstream side), so N defaults to 10,000 or what the open-file hard limit leaves room for. The
+//! stand-in broker runs in its own process, so that this one holds only the client sides.
 
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -20,10 +20,9 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 /// A broker stand-in that answers each request with a small frame and holds the connection.
-async fn hold(listener: TcpListener, accepted: Arc<AtomicUsize>) {
+async fn hold(listener: TcpListener) {
     loop {
         let (mut stream, _) = listener.accept().await.unwrap();
-        accepted.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
             let mut buf = vec![0; 1024];
             while let Ok(size) = stream.read_i32().await {
@@ -61,14 +60,36 @@ async fn exchange(stream: &mut TcpStream, correlation_id: i32) {
     assert_eq!(&body[..4], &correlation_id.to_be_bytes());
 }
 
+/// Pages of kernel memory held by all TCP sockets' buffers (not part of any process's RSS).
+fn tcp_pages() -> u64 {
+    let sockstat = std::fs::read_to_string("/proc/net/sockstat").unwrap();
+    let tcp = sockstat.lines().find(|l| l.starts_with("TCP:")).unwrap();
+    tcp.split_whitespace().skip_while(|w| *w != "mem").nth(1).unwrap().parse().unwrap()
+}
+
+/// Descriptors a process has open.
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
+}
+
 fn main() {
-    let n: usize = std::env::args().skip(1).find(|a| !a.starts_with("--")).map_or(10_000, |a| a.parse().expect("N"));
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let limit = rlimit::increase_nofile_limit(u64::MAX).unwrap() as usize;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    if args.first().map(String::as_str) == Some("--stand-in") {
+        return rt.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            println!("{}", listener.local_addr().unwrap());
+            hold(listener).await
+        });
+    }
+    // The gateway's two descriptors per pair, beside its listeners, log and runtime.
+    let n: usize = args.first().map_or((limit.saturating_sub(64) / 2).min(10_000), |a| a.parse().expect("N"));
+    let mut stand_in = Command::new(std::env::current_exe().unwrap()).arg("--stand-in").stdout(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stand_in.stdout.take().unwrap()), &mut line).unwrap();
+    let upstream: std::net::SocketAddr = line.trim().parse().unwrap();
     rt.block_on(async move {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let upstream = listener.local_addr().unwrap();
-        let accepted = Arc::new(AtomicUsize::new(0));
-        tokio::spawn(hold(listener, Arc::clone(&accepted)));
 
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("gateway.toml");
@@ -95,7 +116,8 @@ fn main() {
         // Let the gateway's first discovery against the stand-in time out.
         tokio::time::sleep(Duration::from_secs(3)).await;
         let before = rss_kib(pid);
-        let baseline = accepted.load(Ordering::Relaxed);
+        let fds_before = open_fds(pid);
+        let tcp_before = tcp_pages();
 
         let start = Instant::now();
         let mut clients = Vec::with_capacity(n);
@@ -117,7 +139,8 @@ fn main() {
         let opened = start.elapsed();
         tokio::time::sleep(Duration::from_secs(2)).await;
         let after = rss_kib(pid);
-        let upstream_pairs = accepted.load(Ordering::Relaxed) - baseline;
+        let tcp_after = tcp_pages();
+        let upstream_pairs = (open_fds(pid) - fds_before) as f64 / 2.0;
 
         // One more, and every held connection still answers.
         let mut late = TcpStream::connect(("127.0.0.1", PORT)).await.expect("a new connection after N");
@@ -125,15 +148,21 @@ fn main() {
         for (i, stream) in clients.iter_mut().enumerate().step_by(97) {
             exchange(stream, i as i32).await;
         }
-        println!("{n} connections opened through the gateway in {opened:.1?}, {failures} failed; the stand-in broker saw {upstream_pairs} upstream connections");
+        println!("open-file hard limit {limit}; {n} connections opened through the gateway in {opened:.1?}, {failures} failed; the gateway holds {upstream_pairs} descriptor pairs more than idle");
         println!(
             "gateway RSS {:.1} MiB idle, {:.1} MiB with {n} idle connection pairs: {:.1} KiB per pair",
             before as f64 / 1024.0,
             after as f64 / 1024.0,
             (after - before) as f64 / n as f64
         );
+        println!(
+            "kernel TCP buffers of all sockets (four per pair: client, two in the gateway, stand-in): {:+.1} MiB",
+            (tcp_after as f64 - tcp_before as f64) * 4.0 / 1024.0
+        );
         println!("a new connection and every 97th held one still answered");
         let _ = gateway.kill();
         let _ = gateway.wait();
     });
+    let _ = stand_in.kill();
+    let _ = stand_in.wait();
 }

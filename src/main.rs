@@ -159,6 +159,11 @@ fn report(report: check::Report) -> ExitCode {
 }
 
 async fn run(config: Config) -> ExitCode {
+    // Every client connection costs two descriptors (client and upstream side).
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::info!("open-file limit {limit}: room for about {} client connections", limit / 2),
+        Err(e) => tracing::warn!("could not raise the open-file limit: {e}"),
+    }
     match Gateway::start(config).await {
         Ok(gateway) => {
             wait_for_signal().await;
