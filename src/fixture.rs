@@ -345,7 +345,10 @@ pub fn debug_diff(a: &str, b: &str) -> Vec<String> {
 fn value(line: &str) -> String {
     let v = line.trim().trim_end_matches(',');
     let v = v.split_once(": ").map_or(v, |(_, v)| v);
-    if v.len() > 120 { format!("{}…", &v[..v.floor_char_boundary(120)]) } else { v.to_owned() }
+    match v.char_indices().nth(120) {
+        Some((cut, _)) => format!("{}…", &v[..cut]),
+        None => v.to_owned(),
+    }
 }
 
 /// The path of each line of a pretty `Debug` rendering.

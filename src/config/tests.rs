@@ -1,5 +1,8 @@
 //! Configuration tests: every file under tests/configs/ and the env/flag layers of the contract.
 
+// figment::Jail closures return figment::Error, whose size is not ours to choose.
+#![allow(clippy::result_large_err)]
+
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::PathBuf;

@@ -123,8 +123,11 @@ fn walk(frame: &[u8], flexible: bool) -> Option<(usize, Vec<Entry>, Cursor<'_>)>
     Some((start, entries, c))
 }
 
+/// An API key with the lowest and highest version a broker supports.
+pub type Range = (i16, i16, i16);
+
 /// The error code and (key, min, max) entries of an answer, for the gateway's own client.
-pub fn read(frame: &[u8], version: i16) -> Result<(i16, Vec<(i16, i16, i16)>), RewriteError> {
+pub fn read(frame: &[u8], version: i16) -> Result<(i16, Vec<Range>), RewriteError> {
     let kip_511 = is_kip_511(frame);
     let (_, entries, _) = walk(frame, !kip_511 && version >= 3).ok_or_else(|| malformed(NAME, version, "truncated api_keys"))?;
     let error_code = if kip_511 { UNSUPPORTED_VERSION } else { i16::from_be_bytes([frame[SIZE_LEN + 4], frame[SIZE_LEN + 5]]) };
