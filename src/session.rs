@@ -234,6 +234,8 @@ async fn pump_responses(
             to.write_all(&buf[..ready]).await?;
             buf.advance(ready);
             ready = 0;
+            // One allocation for the whole frame instead of regrowing (and copying) chunk by chunk.
+            buf.reserve(len.saturating_sub(buf.len()));
             while buf.len() < len {
                 if !fill(&mut from, &mut buf).await? {
                     return Err(SessionError::Truncated);
