@@ -110,7 +110,9 @@ fn main() {
     while std::net::TcpStream::connect(("127.0.0.1", RELAY_PORT)).is_err() {
         std::thread::sleep(Duration::from_millis(20));
     }
-    let mut relayed = Vec::new();
+    // The latency phase's three paths to broker 1: direct, through the plain relay, through the gateway.
+    let latency_paths = [&broker_1[0].1, &relay_addr, &broker_1[1].1];
+    let mut latency: [Vec<Histogram<u64>>; 3] = Default::default();
 
     let mut direct = Samples::default();
     let mut through = Samples::default();
@@ -128,30 +130,40 @@ fn main() {
             let cpu_before = gateway.cpu();
             let produce = produce_throughput(bootstrap, &topic, args.messages);
             let consume = consume_throughput(bootstrap, &topic, args.messages);
-            let cpu_bulk = gateway.cpu() - cpu_before;
-            let latency = runtime.block_on(produce_latency(&broker_1[i].1, &topic, args.latency));
-            let samples = if *path == Path::Direct { &mut direct } else { &mut through };
             if *path == Path::Gateway {
-                // CPU per byte of the bulk phases only: the latency phase moves few bytes.
-                gateway_cpu += cpu_bulk;
+                gateway_cpu += gateway.cpu() - cpu_before;
                 gateway_bytes += 2 * (args.messages * MESSAGE) as u64;
-            } else {
-                relayed.push(runtime.block_on(produce_latency(&relay_addr, &topic, args.latency)));
             }
-            println!(
-                "round {round} {:<8} produce {produce:7.1} MB/s  consume {consume:7.1} MB/s  latency p50 {:6.1} µs  p99 {:6.1} µs",
-                format!("{path:?}"),
-                latency.value_at_quantile(0.5) as f64 / 1000.0,
-                latency.value_at_quantile(0.99) as f64 / 1000.0,
-            );
+            println!("round {round} {:<8} produce {produce:7.1} MB/s  consume {consume:7.1} MB/s", format!("{path:?}"));
+            let samples = if *path == Path::Direct { &mut direct } else { &mut through };
             samples.produce.push(produce);
             samples.consume.push(consume);
-            samples.latency.push(latency);
         }
+        // Latency in a phase of its own, each path in turn (the order rotates every round), so
+        // that none of them follows a bulk phase the others do not.
+        let topic = format!("latency-{round}");
+        mock.create_topic(&topic, 1, 1).unwrap();
+        mock.partition_leader(&topic, 0, Some(1)).unwrap();
+        let mut line = format!("round {round} latency p50/p99 µs:");
+        for k in 0..3 {
+            let i = (round + k) % 3;
+            let histogram = runtime.block_on(produce_latency(latency_paths[i], &topic, args.latency));
+            line += &format!(
+                "  {} {:.1}/{:.1}",
+                ["direct", "relay", "gateway"][i],
+                histogram.value_at_quantile(0.5) as f64 / 1000.0,
+                histogram.value_at_quantile(0.99) as f64 / 1000.0
+            );
+            latency[i].push(histogram);
+        }
+        println!("{line}");
     }
+    let [direct_latency, relay_latency, gateway_latency] = latency;
+    direct.latency = direct_latency;
+    through.latency = gateway_latency;
     let _ = relay.kill();
     let _ = relay.wait();
-    report(&direct, &through, &relayed, gateway_cpu, gateway_bytes, gateway.peak_rss_kib());
+    report(&direct, &through, &relay_latency, gateway_cpu, gateway_bytes, gateway.peak_rss_kib());
 }
 
 /// The gateway binary in its own process, in front of the mock cluster.
