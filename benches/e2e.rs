@@ -7,19 +7,21 @@
 //! Reports medians over the rounds: produce and consume throughput (MB/s, ratio to direct), the
 //! latency of small acks=1 Produce requests sent one at a time (p50/p99/p999, and the difference to
 //! direct, beside what a plain TCP relay adds: the floor of any user-space proxy on the machine),
-//! the gateway's CPU seconds per GB moved in the bulk phases, and its peak RSS.
+//! the throughput of pipelined Produce requests on one connection (direct, relay, gateway), the
+//! gateway's CPU seconds per GB moved in the bulk phases, and its peak RSS.
 
 use std::io::Write as _;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use clap::Parser;
 use hdrhistogram::Histogram;
 use kafka_gateway::config::HostPort;
 use kafka_gateway::upstream::Connection;
-use kafka_protocol::messages::{produce_request, ApiKey, ProduceRequest, TopicName};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::{produce_request, ApiKey, ProduceRequest, RequestHeader, TopicName};
+use kafka_protocol::protocol::{Encodable, StrBytes};
 use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -113,6 +115,7 @@ fn main() {
     // The latency phase's three paths to broker 1: direct, through the plain relay, through the gateway.
     let latency_paths = [&broker_1[0].1, &relay_addr, &broker_1[1].1];
     let mut latency: [Vec<Histogram<u64>>; 3] = Default::default();
+    let mut pipelined: [Vec<f64>; 3] = Default::default();
 
     let mut direct = Samples::default();
     let mut through = Samples::default();
@@ -157,13 +160,21 @@ fn main() {
             latency[i].push(histogram);
         }
         println!("{line}");
+        let mut line = format!("round {round} one connection, pipelined MB/s:");
+        for k in 0..3 {
+            let i = (round + k) % 3;
+            let rate = runtime.block_on(produce_pipelined(latency_paths[i], &topic, args.messages * MESSAGE));
+            line += &format!("  {} {rate:.1}", ["direct", "relay", "gateway"][i]);
+            pipelined[i].push(rate);
+        }
+        println!("{line}");
     }
     let [direct_latency, relay_latency, gateway_latency] = latency;
     direct.latency = direct_latency;
     through.latency = gateway_latency;
     let _ = relay.kill();
     let _ = relay.wait();
-    report(&direct, &through, &relay_latency, gateway_cpu, gateway_bytes, gateway.peak_rss_kib());
+    report(&direct, &through, &relay_latency, &pipelined, gateway_cpu, gateway_bytes, gateway.peak_rss_kib());
 }
 
 /// The gateway binary in its own process, in front of the mock cluster.
@@ -285,10 +296,9 @@ fn mb_per_s(messages: usize, elapsed: Duration) -> f64 {
     (messages * MESSAGE) as f64 / 1e6 / elapsed.as_secs_f64()
 }
 
-/// Sends `n` small acks=1 Produce requests one at a time (v9: a frame the gateway streams) and
-/// records each round trip.
-async fn produce_latency(broker_1: &HostPort, topic: &str, n: usize) -> Histogram<u64> {
-    let record = Record {
+/// A record of a batch, without key or headers.
+fn record(offset: i64, value: Bytes) -> Record {
+    Record {
         transactional: false,
         control: false,
         delete_horizon: false,
@@ -296,13 +306,68 @@ async fn produce_latency(broker_1: &HostPort, topic: &str, n: usize) -> Histogra
         producer_id: -1,
         producer_epoch: -1,
         timestamp_type: TimestampType::Creation,
-        offset: 0,
+        offset,
         sequence: -1,
         timestamp: 0,
         key: None,
-        value: Some(Bytes::from_static(&[b'l'; 100])),
+        value: Some(value),
         headers: Default::default(),
+    }
+}
+
+/// Produce throughput over one connection to broker 1: acks=1 Produce v9 requests of 256 × 1 KiB
+/// records, written back to back while the responses are read, so that only the path limits the
+/// rate. Unlike the librdkafka phases, a plain relay can carry this too: it marks the throughput
+/// floor of any user-space proxy, as the latency phase marks the latency floor.
+async fn produce_pipelined(broker_1: &HostPort, topic: &str, bytes: usize) -> f64 {
+    let value = Bytes::from(vec![b'b'; MESSAGE]);
+    let batch: Vec<Record> = (0..256).map(|i| record(i, value.clone())).collect();
+    let mut records = BytesMut::new();
+    RecordBatchEncoder::encode(&mut records, &batch, &RecordEncodeOptions { version: 2, compression: Compression::None }).unwrap();
+    let request = ProduceRequest::default().with_acks(1).with_timeout_ms(5000).with_topic_data(vec![
+        produce_request::TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
+            .with_partition_data(vec![produce_request::PartitionProduceData::default().with_index(0).with_records(Some(records.freeze()))]),
+    ]);
+    // Every request may carry the same correlation id: responses come back in order.
+    let mut frame = BytesMut::new();
+    frame.put_i32(0);
+    RequestHeader::default()
+        .with_request_api_key(ApiKey::Produce as i16)
+        .with_request_api_version(9)
+        .with_correlation_id(1)
+        .encode(&mut frame, ApiKey::Produce.request_header_version(9))
+        .unwrap();
+    request.encode(&mut frame, 9).unwrap();
+    let size = (frame.len() - 4) as i32;
+    frame[..4].copy_from_slice(&size.to_be_bytes());
+    let n = bytes.div_ceil(frame.len());
+
+    let stream = tokio::net::TcpStream::connect((broker_1.host.as_str(), broker_1.port)).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let (mut rd, mut wr) = stream.into_split();
+    let start = Instant::now();
+    let writer = async {
+        for _ in 0..n {
+            wr.write_all(&frame).await.unwrap();
+        }
     };
+    let reader = async {
+        let mut response = Vec::new();
+        for _ in 0..n {
+            let size = rd.read_i32().await.unwrap();
+            response.resize(size as usize, 0);
+            rd.read_exact(&mut response).await.unwrap();
+        }
+    };
+    tokio::join!(writer, reader);
+    (n * frame.len()) as f64 / 1e6 / start.elapsed().as_secs_f64()
+}
+
+/// Sends `n` small acks=1 Produce requests one at a time (v9: a frame the gateway streams) and
+/// records each round trip.
+async fn produce_latency(broker_1: &HostPort, topic: &str, n: usize) -> Histogram<u64> {
+    let record = record(0, Bytes::from_static(&[b'l'; 100]));
     let mut records = BytesMut::new();
     RecordBatchEncoder::encode(&mut records, [&record], &RecordEncodeOptions { version: 2, compression: Compression::None }).unwrap();
     // Partition 0's leader is broker 1.
@@ -334,7 +399,7 @@ fn quantile(samples: &[Histogram<u64>], q: f64) -> f64 {
     median(&samples.iter().map(|h| h.value_at_quantile(q) as f64 / 1000.0).collect::<Vec<_>>())
 }
 
-fn report(direct: &Samples, through: &Samples, relayed: &[Histogram<u64>], cpu: Duration, bytes: u64, rss_kib: u64) {
+fn report(direct: &Samples, through: &Samples, relayed: &[Histogram<u64>], pipelined: &[Vec<f64>; 3], cpu: Duration, bytes: u64, rss_kib: u64) {
     let mut out = String::new();
     let _ = (|| -> std::fmt::Result {
         use std::fmt::Write;
@@ -345,6 +410,8 @@ fn report(direct: &Samples, through: &Samples, relayed: &[Histogram<u64>], cpu: 
         ] {
             writeln!(out, "{name:<34} {d:8.1}   {g:8.1}    {:.3}", g / d)?;
         }
+        let [d, r, g] = pipelined.each_ref().map(|v| median(v));
+        writeln!(out, "{:<34} {d:8.1}   {g:8.1}    {:.3}   plain relay {r:.1} = {:.3}", "one connection, pipelined (MB/s)", g / d, r / d)?;
         writeln!(out, "{:<34} {:>8}   {:>8}    {:>6}   {:>12}", "produce request latency (µs)", "direct", "gateway", "added", "plain relay added")?;
         for (name, q) in [("  p50", 0.5), ("  p99", 0.99), ("  p999", 0.999)] {
             let (d, g, r) = (quantile(&direct.latency, q), quantile(&through.latency, q), quantile(relayed, q));
