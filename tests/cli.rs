@@ -137,7 +137,9 @@ async fn run_serves_logs_bad_frames_and_stops_on_sigterm() {
     let base = free_ports(3);
     // The file names a wrong upstream; the flag overrides it, as the configuration contract says.
     let path = write(dir.path(), &aws_toml("127.0.0.1:1", base, ALL_RACKS));
-    let mut child = tokio::process::Command::new(BIN)
+    // Started with a soft open-file limit of 256 (systemd's default is 1,024): it must raise its own.
+    let mut child = tokio::process::Command::new("sh")
+        .args(["-c", "ulimit -Sn 256 && exec \"$0\" \"$@\"", BIN])
         .args(["run", "--config", path.to_str().unwrap()])
         .arg("--set")
         .arg(format!("upstream.bootstrap_servers={}", mock.bootstrap_servers()))
@@ -154,6 +156,10 @@ async fn run_serves_logs_bad_frames_and_stops_on_sigterm() {
         }
     };
     wait_for(&format!("target=broker 3 addr=127.0.0.1:{}", base + 3)).await;
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id().unwrap())).unwrap();
+    let open_files: Vec<&str> = limits.lines().find(|l| l.starts_with("Max open files")).unwrap().split_whitespace().collect();
+    assert_eq!(open_files[3], open_files[4], "soft open-file limit raised to the hard one: {limits}");
+    assert_ne!(open_files[3], "256", "{limits}");
 
     let addr = kafka_gateway::config::HostPort { host: "127.0.0.1".into(), port: base };
     let mut conn = Connection::open(&addr, Duration::from_secs(5)).await.unwrap();
