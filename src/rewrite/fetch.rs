@@ -22,11 +22,7 @@ pub(super) fn rewrite(version: i16, frame: Bytes, adv: &dyn Advertise) -> Result
 fn skip_body(c: &mut Cursor<'_>, version: i16) -> Option<()> {
     c.skip(4 + 2 + 4)?; // throttle_time_ms, error_code, session_id
     for _ in 0..c.compact_len()? {
-        if version >= 13 {
-            c.skip(16)?; // topic_id
-        } else {
-            c.skip_compact()?; // topic name
-        }
+        c.skip_topic(version >= 13)?;
         for _ in 0..c.compact_len()? {
             c.skip(4 + 2 + 8 + 8 + 8)?; // partition, error, high watermark, last stable, log start
             for _ in 0..c.compact_len()? {

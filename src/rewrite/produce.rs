@@ -20,11 +20,7 @@ pub(super) fn rewrite(version: i16, frame: Bytes, adv: &dyn Advertise) -> Result
 /// Walks a v9+ (flexible) Produce response body up to its top-level tagged fields.
 fn skip_body(c: &mut Cursor<'_>, version: i16) -> Option<()> {
     for _ in 0..c.compact_len()? {
-        if version >= 13 {
-            c.skip(16)?; // topic_id
-        } else {
-            c.skip_compact()?; // topic name
-        }
+        c.skip_topic(version >= 13)?;
         for _ in 0..c.compact_len()? {
             c.skip(4 + 2 + 8 + 8 + 8)?; // index, error, base offset, log append time, log start offset
             for _ in 0..c.compact_len()? {

@@ -112,6 +112,12 @@ impl<'a> Cursor<'a> {
         self.skip(len)
     }
 
+    /// Skips how a flexible Produce or Fetch response names a topic: its 16-byte id where
+    /// `by_id` (Produce v13+, Fetch v13+), else its compact name.
+    pub(super) fn skip_topic(&mut self, by_id: bool) -> Option<()> {
+        if by_id { self.skip(16) } else { self.skip_compact() }
+    }
+
     pub(super) fn skip_tags(&mut self) -> Option<()> {
         for _ in 0..self.uvarint()? {
             self.uvarint()?;
