@@ -16,7 +16,11 @@ const PORT: u16 = 39_400;
 
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches(" kB").parse().ok()).unwrap()
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+        .unwrap()
 }
 
 /// A broker stand-in that answers each request with a small frame and holds the connection.
@@ -85,7 +89,8 @@ fn main() {
     }
     // The gateway's two descriptors per pair, beside its listeners, log and runtime.
     let n: usize = args.first().map_or((limit.saturating_sub(64) / 2).min(10_000), |a| a.parse().expect("N"));
-    let mut stand_in = Command::new(std::env::current_exe().unwrap()).arg("--stand-in").stdout(Stdio::piped()).spawn().unwrap();
+    let mut stand_in =
+        Command::new(std::env::current_exe().unwrap()).arg("--stand-in").stdout(Stdio::piped()).spawn().unwrap();
     let mut line = String::new();
     std::io::BufRead::read_line(&mut std::io::BufReader::new(stand_in.stdout.take().unwrap()), &mut line).unwrap();
     let upstream: std::net::SocketAddr = line.trim().parse().unwrap();

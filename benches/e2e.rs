@@ -15,12 +15,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use clap::Parser;
 use hdrhistogram::Histogram;
 use kafka_gateway::config::HostPort;
 use kafka_gateway::upstream::Connection;
-use kafka_protocol::messages::{produce_request, ApiKey, ProduceRequest, RequestHeader, TopicName};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, RequestHeader, TopicName, produce_request};
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 use rdkafka::config::ClientConfig;
@@ -28,6 +27,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[derive(Parser)]
 struct Args {
@@ -120,7 +120,10 @@ fn main() {
     let mut direct = Samples::default();
     let mut through = Samples::default();
     let (mut gateway_cpu, mut gateway_bytes) = (Duration::ZERO, 0u64);
-    println!("{} rounds, {} × {MESSAGE} B messages, {} latency requests per path and round", args.rounds, args.messages, args.latency);
+    println!(
+        "{} rounds, {} × {MESSAGE} B messages, {} latency requests per path and round",
+        args.rounds, args.messages, args.latency
+    );
     for round in 0..args.rounds {
         let order: Vec<usize> = if round % 2 == 0 { vec![0, 1] } else { vec![1, 0] };
         for i in order {
@@ -226,7 +229,11 @@ impl Gateway {
 
     fn peak_rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches(" kB").parse().ok()).unwrap_or(0)
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+            .unwrap_or(0)
     }
 }
 
@@ -323,11 +330,18 @@ async fn produce_pipelined(broker_1: &HostPort, topic: &str, bytes: usize) -> f6
     let value = Bytes::from(vec![b'b'; MESSAGE]);
     let batch: Vec<Record> = (0..256).map(|i| record(i, value.clone())).collect();
     let mut records = BytesMut::new();
-    RecordBatchEncoder::encode(&mut records, &batch, &RecordEncodeOptions { version: 2, compression: Compression::None }).unwrap();
+    RecordBatchEncoder::encode(
+        &mut records,
+        &batch,
+        &RecordEncodeOptions { version: 2, compression: Compression::None },
+    )
+    .unwrap();
     let request = ProduceRequest::default().with_acks(1).with_timeout_ms(5000).with_topic_data(vec![
         produce_request::TopicProduceData::default()
             .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
-            .with_partition_data(vec![produce_request::PartitionProduceData::default().with_index(0).with_records(Some(records.freeze()))]),
+            .with_partition_data(vec![
+                produce_request::PartitionProduceData::default().with_index(0).with_records(Some(records.freeze())),
+            ]),
     ]);
     // Every request may carry the same correlation id: responses come back in order.
     let mut frame = BytesMut::new();
@@ -369,12 +383,19 @@ async fn produce_pipelined(broker_1: &HostPort, topic: &str, bytes: usize) -> f6
 async fn produce_latency(broker_1: &HostPort, topic: &str, n: usize) -> Histogram<u64> {
     let record = record(0, Bytes::from_static(&[b'l'; 100]));
     let mut records = BytesMut::new();
-    RecordBatchEncoder::encode(&mut records, [&record], &RecordEncodeOptions { version: 2, compression: Compression::None }).unwrap();
+    RecordBatchEncoder::encode(
+        &mut records,
+        [&record],
+        &RecordEncodeOptions { version: 2, compression: Compression::None },
+    )
+    .unwrap();
     // Partition 0's leader is broker 1.
     let request = ProduceRequest::default().with_acks(1).with_timeout_ms(5000).with_topic_data(vec![
         produce_request::TopicProduceData::default()
             .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
-            .with_partition_data(vec![produce_request::PartitionProduceData::default().with_index(0).with_records(Some(records.freeze()))]),
+            .with_partition_data(vec![
+                produce_request::PartitionProduceData::default().with_index(0).with_records(Some(records.freeze())),
+            ]),
     ]);
     let mut conn = Connection::open(broker_1, Duration::from_secs(10)).await.unwrap();
     let mut histogram = Histogram::<u64>::new(3).unwrap();
@@ -399,11 +420,23 @@ fn quantile(samples: &[Histogram<u64>], q: f64) -> f64 {
     median(&samples.iter().map(|h| h.value_at_quantile(q) as f64 / 1000.0).collect::<Vec<_>>())
 }
 
-fn report(direct: &Samples, through: &Samples, relayed: &[Histogram<u64>], pipelined: &[Vec<f64>; 3], cpu: Duration, bytes: u64, rss_kib: u64) {
+fn report(
+    direct: &Samples,
+    through: &Samples,
+    relayed: &[Histogram<u64>],
+    pipelined: &[Vec<f64>; 3],
+    cpu: Duration,
+    bytes: u64,
+    rss_kib: u64,
+) {
     let mut out = String::new();
     let _ = (|| -> std::fmt::Result {
         use std::fmt::Write;
-        writeln!(out, "\nmedians over {} rounds               direct    gateway    gateway/direct", direct.produce.len())?;
+        writeln!(
+            out,
+            "\nmedians over {} rounds               direct    gateway    gateway/direct",
+            direct.produce.len()
+        )?;
         for (name, d, g) in [
             ("produce throughput (MB/s)", median(&direct.produce), median(&through.produce)),
             ("consume throughput (MB/s)", median(&direct.consume), median(&through.consume)),
@@ -411,14 +444,30 @@ fn report(direct: &Samples, through: &Samples, relayed: &[Histogram<u64>], pipel
             writeln!(out, "{name:<34} {d:8.1}   {g:8.1}    {:.3}", g / d)?;
         }
         let [d, r, g] = pipelined.each_ref().map(|v| median(v));
-        writeln!(out, "{:<34} {d:8.1}   {g:8.1}    {:.3}   plain relay {r:.1} = {:.3}", "one connection, pipelined (MB/s)", g / d, r / d)?;
-        writeln!(out, "{:<34} {:>8}   {:>8}    {:>6}   {:>12}", "produce request latency (µs)", "direct", "gateway", "added", "plain relay added")?;
+        writeln!(
+            out,
+            "{:<34} {d:8.1}   {g:8.1}    {:.3}   plain relay {r:.1} = {:.3}",
+            "one connection, pipelined (MB/s)",
+            g / d,
+            r / d
+        )?;
+        writeln!(
+            out,
+            "{:<34} {:>8}   {:>8}    {:>6}   {:>12}",
+            "produce request latency (µs)", "direct", "gateway", "added", "plain relay added"
+        )?;
         for (name, q) in [("  p50", 0.5), ("  p99", 0.99), ("  p999", 0.999)] {
             let (d, g, r) = (quantile(&direct.latency, q), quantile(&through.latency, q), quantile(relayed, q));
             writeln!(out, "{name:<34} {d:8.1}   {g:8.1}    {:+6.1}   {:+12.1}", g - d, r - d)?;
         }
         let gb = bytes as f64 / 1e9;
-        writeln!(out, "gateway CPU in the produce and consume phases: {:.2} s for {gb:.2} GB moved = {:.2} CPU s/GB; peak RSS {:.1} MiB", cpu.as_secs_f64(), cpu.as_secs_f64() / gb, rss_kib as f64 / 1024.0)
+        writeln!(
+            out,
+            "gateway CPU in the produce and consume phases: {:.2} s for {gb:.2} GB moved = {:.2} CPU s/GB; peak RSS {:.1} MiB",
+            cpu.as_secs_f64(),
+            cpu.as_secs_f64() / gb,
+            rss_kib as f64 / 1024.0
+        )
     })();
     print!("{out}");
     let _ = std::io::stdout().flush();

@@ -10,12 +10,12 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use kafka_gateway::Config;
 use kafka_gateway::fixture::Names;
 use kafka_gateway::frame::{self, MIN_REQUEST};
-use kafka_gateway::rewrite::{self, encode, Response, Rewrite};
-use kafka_gateway::session::{proxy, Limits};
-use kafka_gateway::Config;
+use kafka_gateway::rewrite::{self, Response, Rewrite, encode};
+use kafka_gateway::session::{Limits, proxy};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -82,18 +82,20 @@ fn produce_request(correlation_id: i32, body: usize) -> Vec<u8> {
 fn metadata(brokers: i32, partitions: i32) -> MetadataResponse {
     let racks = ["us-west-2a", "us-west-2c", "us-west-2b"];
     let topics = (0..partitions / 100).map(|t| {
-        metadata_response::MetadataResponseTopic::default().with_name(Some(TopicName(s(&format!("topic-{t}"))))).with_partitions(
-            (0..100)
-                .map(|p| {
-                    let replicas: Vec<BrokerId> = (0..3).map(|r| BrokerId((p + r) % brokers)).collect();
-                    metadata_response::MetadataResponsePartition::default()
-                        .with_partition_index(p)
-                        .with_leader_id(BrokerId(p % brokers))
-                        .with_replica_nodes(replicas.clone())
-                        .with_isr_nodes(replicas)
-                })
-                .collect(),
-        )
+        metadata_response::MetadataResponseTopic::default()
+            .with_name(Some(TopicName(s(&format!("topic-{t}")))))
+            .with_partitions(
+                (0..100)
+                    .map(|p| {
+                        let replicas: Vec<BrokerId> = (0..3).map(|r| BrokerId((p + r) % brokers)).collect();
+                        metadata_response::MetadataResponsePartition::default()
+                            .with_partition_index(p)
+                            .with_leader_id(BrokerId(p % brokers))
+                            .with_replica_nodes(replicas.clone())
+                            .with_isr_nodes(replicas)
+                    })
+                    .collect(),
+            )
     });
     MetadataResponse::default()
         .with_brokers(
@@ -171,7 +173,10 @@ fn forwarding(c: &mut Criterion) {
         ALLOCATIONS.load(Ordering::Relaxed) - before
     };
     let (few, many) = (count(100), count(10_100));
-    println!("allocations: {few} for 100 request/response pairs, {many} for 10,100: {:.4} per pair beyond the session's own", (many - few) as f64 / 10_000.0);
+    println!(
+        "allocations: {few} for 100 request/response pairs, {many} for 10,100: {:.4} per pair beyond the session's own",
+        (many - few) as f64 / 10_000.0
+    );
 }
 
 fn rewrites(c: &mut Criterion) {
@@ -187,7 +192,10 @@ fn rewrites(c: &mut Criterion) {
     }
     group.finish();
 
-    let v3 = FindCoordinatorResponse::default().with_node_id(BrokerId(2)).with_host(s("kafka-2.internal.example.com")).with_port(9092);
+    let v3 = FindCoordinatorResponse::default()
+        .with_node_id(BrokerId(2))
+        .with_host(s("kafka-2.internal.example.com"))
+        .with_port(9092);
     let v4 = FindCoordinatorResponse::default().with_coordinators(
         (0..10)
             .map(|i| {
@@ -200,18 +208,29 @@ fn rewrites(c: &mut Criterion) {
             .collect(),
     );
     let (f3, f4) = (frame_of(&v3, 3), frame_of(&v4, 4));
-    let names = Names { group: &config.groups[0], racks: [(0, "us-west-2a".into()), (1, "us-west-2c".into()), (2, "us-west-2b".into())].into() };
-    c.bench_function("rewrite FindCoordinator v3", |b| b.iter(|| rewrite::rewrite(Rewrite::FindCoordinator, 3, f3.clone(), &names).unwrap()));
-    c.bench_function("rewrite FindCoordinator v4, 10 keys", |b| b.iter(|| rewrite::rewrite(Rewrite::FindCoordinator, 4, f4.clone(), &names).unwrap()));
+    let names = Names {
+        group: &config.groups[0],
+        racks: [(0, "us-west-2a".into()), (1, "us-west-2c".into()), (2, "us-west-2b".into())].into(),
+    };
+    c.bench_function("rewrite FindCoordinator v3", |b| {
+        b.iter(|| rewrite::rewrite(Rewrite::FindCoordinator, 3, f3.clone(), &names).unwrap())
+    });
+    c.bench_function("rewrite FindCoordinator v4, 10 keys", |b| {
+        b.iter(|| rewrite::rewrite(Rewrite::FindCoordinator, 4, f4.clone(), &names).unwrap())
+    });
 
-    let partition = fetch_response::PartitionData::default().with_partition_index(0).with_records(Some(Bytes::from(vec![7u8; 1 << 20])));
+    let partition = fetch_response::PartitionData::default()
+        .with_partition_index(0)
+        .with_records(Some(Bytes::from(vec![7u8; 1 << 20])));
     let fetch = FetchResponse::default()
         .with_responses(vec![fetch_response::FetchableTopicResponse::default().with_partitions(vec![partition])])
-        .with_node_endpoints(vec![fetch_response::NodeEndpoint::default()
-            .with_node_id(BrokerId(1))
-            .with_host(s("kafka-1.internal.example.com"))
-            .with_port(9092)
-            .with_rack(Some(s("us-west-2c")))]);
+        .with_node_endpoints(vec![
+            fetch_response::NodeEndpoint::default()
+                .with_node_id(BrokerId(1))
+                .with_host(s("kafka-1.internal.example.com"))
+                .with_port(9092)
+                .with_rack(Some(s("us-west-2c"))),
+        ]);
     let frame = frame_of(&fetch, 16);
     c.bench_function("rewrite Fetch v16, 1 MiB of records and node endpoints", |b| {
         b.iter(|| rewrite::rewrite(Rewrite::Fetch, 16, frame.clone(), &names).unwrap())

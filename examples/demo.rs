@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use clap::Parser;
-use kafka_gateway::{check, Config, Gateway};
+use kafka_gateway::{Config, Gateway, check};
 use rdkafka::mocking::MockCluster;
 use tracing_subscriber::EnvFilter;
 

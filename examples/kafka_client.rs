@@ -14,14 +14,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use rdkafka::config::ClientConfig;
+use rdkafka::Message;
 use rdkafka::client::ClientContext;
+use rdkafka::config::ClientConfig;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::Message;
 
 #[derive(Parser)]
 struct Cli {
@@ -113,7 +113,8 @@ fn metadata(bootstrap: &str, timeout: Duration) -> ExitCode {
     };
     match producer.client().fetch_metadata(None, timeout) {
         Ok(md) => {
-            let mut brokers: Vec<_> = md.brokers().iter().map(|b| (b.id(), format!("{}:{}", b.host(), b.port()))).collect();
+            let mut brokers: Vec<_> =
+                md.brokers().iter().map(|b| (b.id(), format!("{}:{}", b.host(), b.port()))).collect();
             brokers.sort();
             for (id, addr) in brokers {
                 println!("broker {id} {addr}");

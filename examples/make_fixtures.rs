@@ -16,7 +16,7 @@ use bytes::{Bytes, BytesMut};
 use clap::Parser;
 use kafka_gateway::config::HostPort;
 use kafka_gateway::fixture::{self, Case, Expect, Names, Outcome, Sidecar};
-use kafka_gateway::rewrite::{encode, Response};
+use kafka_gateway::rewrite::{Response, encode};
 use kafka_gateway::upstream::Connection;
 use kafka_gateway::{Config, Gateway};
 use kafka_protocol::messages::*;
@@ -36,7 +36,8 @@ struct Args {
     out: PathBuf,
 }
 
-const MOCK_SOURCE: &str = "librdkafka 2.12.1 mock cluster (rdkafka-sys 4.10.0), 3 brokers, racks us-west-2a/us-west-2c/us-west-2b";
+const MOCK_SOURCE: &str =
+    "librdkafka 2.12.1 mock cluster (rdkafka-sys 4.10.0), 3 brokers, racks us-west-2a/us-west-2c/us-west-2b";
 const TANSU_SOURCE: &str = "tansu 0.6.0 (commit 079c4c3), single node 111, memory storage";
 const TOPIC: &str = "fixtures";
 const LIMIT: Duration = Duration::from_secs(10);
@@ -109,7 +110,8 @@ fn records(n: usize) -> Bytes {
         })
         .collect();
     let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None }).unwrap();
+    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None })
+        .unwrap();
     buf.freeze()
 }
 
@@ -228,7 +230,8 @@ async fn capture_tansu(config: &Config, bin: &Path, out: &Path) -> Result<(), Bo
         ask::<_, FindCoordinatorResponse>(&boot, ApiKey::FindCoordinator, version, &request).await;
     }
     for version in 0..=1 {
-        ask::<_, DescribeClusterResponse>(&boot, ApiKey::DescribeCluster, version, &DescribeClusterRequest::default()).await;
+        ask::<_, DescribeClusterResponse>(&boot, ApiKey::DescribeCluster, version, &DescribeClusterRequest::default())
+            .await;
     }
     let (id, _) = topic(config, TOPIC).await;
     let broker = port(config, Some(111));
@@ -309,7 +312,11 @@ fn import_vectors(config: &Config, path: &Path, out: &Path) -> Result<(), Box<dy
             api_key: api,
             api_version: version,
             correlation_id: i32::from_be_bytes(frame[4..8].try_into().unwrap()),
-            source: format!("third-party vector: {src}/{} ({})", v["path"].as_str().unwrap(), v["name"].as_str().unwrap()),
+            source: format!(
+                "third-party vector: {src}/{} ({})",
+                v["path"].as_str().unwrap(),
+                v["name"].as_str().unwrap()
+            ),
             license: v["license"].as_str().map(str::to_owned),
             expect: Expect::Unchanged,
             racks: BTreeMap::new(),
@@ -328,7 +335,14 @@ fn hex(s: &str) -> Vec<u8> {
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
 }
 
-fn generated<M: Response>(out: &Path, name: &str, key: ApiKey, version: i16, message: &M, note: &str) -> Result<(), Box<dyn std::error::Error>> {
+fn generated<M: Response>(
+    out: &Path,
+    name: &str,
+    key: ApiKey,
+    version: i16,
+    message: &M,
+    note: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
     let header = ResponseHeader::default().with_correlation_id(42);
     let frame = encode(&header, message, version, &[])?;
     let sidecar = Sidecar {
@@ -359,11 +373,25 @@ fn generate(config: &Config, out: &Path) -> Result<(), Box<dyn std::error::Error
         .with_brokers((1..=3).map(|n| broker(n, racks[n as usize - 1])).collect())
         .with_cluster_id(Some(s("generated-cluster")))
         .with_controller_id(BrokerId(2));
-    generated(out, "metadata-v13", ApiKey::Metadata, 13, &metadata, "Metadata v13 (Kafka 4.0+): no broker here speaks it")?;
+    generated(
+        out,
+        "metadata-v13",
+        ApiKey::Metadata,
+        13,
+        &metadata,
+        "Metadata v13 (Kafka 4.0+): no broker here speaks it",
+    )?;
     let sparse = MetadataResponse::default()
         .with_brokers(vec![broker(0, Some("us-west-2a")), broker(7, None), broker(1001, Some("us-west-2c"))])
         .with_cluster_id(Some(s("sparse")));
-    generated(out, "metadata-v12-sparse-ids", ApiKey::Metadata, 12, &sparse, "node ids 0, 7, 1001; broker 7 without a rack gets default_az")?;
+    generated(
+        out,
+        "metadata-v12-sparse-ids",
+        ApiKey::Metadata,
+        12,
+        &sparse,
+        "node ids 0, 7, 1001; broker 7 without a rack gets default_az",
+    )?;
 
     let dc = DescribeClusterResponse::default()
         .with_cluster_id(s("generated-cluster"))
@@ -380,7 +408,14 @@ fn generate(config: &Config, out: &Path) -> Result<(), Box<dyn std::error::Error
                 })
                 .collect(),
         );
-    generated(out, "describecluster-v2", ApiKey::DescribeCluster, 2, &dc, "DescribeCluster v2 (is_fenced): tansu speaks v0-v1")?;
+    generated(
+        out,
+        "describecluster-v2",
+        ApiKey::DescribeCluster,
+        2,
+        &dc,
+        "DescribeCluster v2 (is_fenced): tansu speaks v0-v1",
+    )?;
 
     let coordinators = FindCoordinatorResponse::default().with_coordinators(vec![
         find_coordinator_response::Coordinator::default()
@@ -396,7 +431,14 @@ fn generate(config: &Config, out: &Path) -> Result<(), Box<dyn std::error::Error
             .with_error_message(Some(s("The coordinator is not available."))),
     ]);
     for version in 4..=6 {
-        generated(out, &format!("findcoordinator-v{version}-batched-with-error"), ApiKey::FindCoordinator, version, &coordinators, "a batched answer with an error entry, which must stay as it is")?;
+        generated(
+            out,
+            &format!("findcoordinator-v{version}-batched-with-error"),
+            ApiKey::FindCoordinator,
+            version,
+            &coordinators,
+            "a batched answer with an error entry, which must stay as it is",
+        )?;
     }
 
     // A real Kafka broker's KIP-511 answer: error 35 in the v0 layout, naming ApiVersions v0-v3.
@@ -420,7 +462,10 @@ fn generate(config: &Config, out: &Path) -> Result<(), Box<dyn std::error::Error
     // gateway's own KIP-511 answer naming the versions it knows.
     let sidecar = Sidecar {
         api_version: 5,
-        note: Some("ApiVersions v5, newer than the gateway: the answer is replaced by the gateway's error 35 in the v0 layout".into()),
+        note: Some(
+            "ApiVersions v5, newer than the gateway: the answer is replaced by the gateway's error 35 in the v0 layout"
+                .into(),
+        ),
         ..sidecar
     };
     write(out, "apiversions-v5-newer-than-the-gateway", sidecar, &frame)?;
@@ -438,7 +483,9 @@ fn generate(config: &Config, out: &Path) -> Result<(), Box<dyn std::error::Error
                 .with_index(0)
                 .with_error_code(6)
                 .with_base_offset(-1)
-                .with_current_leader(produce_response::LeaderIdAndEpoch::default().with_leader_id(BrokerId(2)).with_leader_epoch(5)),
+                .with_current_leader(
+                    produce_response::LeaderIdAndEpoch::default().with_leader_id(BrokerId(2)).with_leader_epoch(5),
+                ),
         ]);
         if version >= 13 {
             topic.topic_id = uuid::Uuid::from_u128(0x5eed);
@@ -446,15 +493,27 @@ fn generate(config: &Config, out: &Path) -> Result<(), Box<dyn std::error::Error
             topic.name = TopicName(s("orders"));
         }
         let m = ProduceResponse::default().with_responses(vec![topic]).with_node_endpoints(vec![endpoint(2)]);
-        generated(out, &format!("produce-v{version}-node-endpoints"), ApiKey::Produce, version, &m, "NOT_LEADER with KIP-951 current_leader and node_endpoints")?;
+        generated(
+            out,
+            &format!("produce-v{version}-node-endpoints"),
+            ApiKey::Produce,
+            version,
+            &m,
+            "NOT_LEADER with KIP-951 current_leader and node_endpoints",
+        )?;
     }
     for version in 17..=18 {
         let partition = fetch_response::PartitionData::default()
             .with_partition_index(0)
             .with_error_code(6)
             .with_high_watermark(-1)
-            .with_current_leader(fetch_response::LeaderIdAndEpoch::default().with_leader_id(BrokerId(3)).with_leader_epoch(7));
-        let with_records = fetch_response::PartitionData::default().with_partition_index(1).with_high_watermark(3).with_records(Some(records(3)));
+            .with_current_leader(
+                fetch_response::LeaderIdAndEpoch::default().with_leader_id(BrokerId(3)).with_leader_epoch(7),
+            );
+        let with_records = fetch_response::PartitionData::default()
+            .with_partition_index(1)
+            .with_high_watermark(3)
+            .with_records(Some(records(3)));
         let topic = fetch_response::FetchableTopicResponse::default()
             .with_topic_id(uuid::Uuid::from_u128(0x5eed))
             .with_partitions(vec![partition, with_records]);
@@ -464,7 +523,14 @@ fn generate(config: &Config, out: &Path) -> Result<(), Box<dyn std::error::Error
             .with_port(9092)
             .with_rack(Some(s("us-west-2b")));
         let m = FetchResponse::default().with_responses(vec![topic]).with_node_endpoints(vec![endpoint]);
-        generated(out, &format!("fetch-v{version}-node-endpoints"), ApiKey::Fetch, version, &m, "one partition moved (KIP-951 endpoints), one with records that must pass untouched")?;
+        generated(
+            out,
+            &format!("fetch-v{version}-node-endpoints"),
+            ApiKey::Fetch,
+            version,
+            &m,
+            "one partition moved (KIP-951 endpoints), one with records that must pass untouched",
+        )?;
     }
     Ok(())
 }

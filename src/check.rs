@@ -8,8 +8,8 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 
 use crate::config::Config;
-use crate::topology::advertised_address;
 use crate::rewrite::Address;
+use crate::topology::advertised_address;
 use crate::upstream;
 
 /// One broker as one listener group shows it.
@@ -71,7 +71,12 @@ impl Report {
             let _ = writeln!(out, "problem: {p}");
         }
         if self.is_ok() {
-            let _ = writeln!(out, "ok: {} broker(s) in {} listener group(s)", self.rows.len() / self.groups().max(1), self.groups());
+            let _ = writeln!(
+                out,
+                "ok: {} broker(s) in {} listener group(s)",
+                self.rows.len() / self.groups().max(1),
+                self.groups()
+            );
         }
         out
     }
@@ -127,8 +132,10 @@ pub async fn check(config: &Config) -> Report {
 
 /// The report for brokers the operator names (`ID` or `ID:RACK`), without touching the network.
 pub fn plan(config: &Config, brokers: &[(i32, Option<String>)]) -> Report {
-    let views: Vec<Address> =
-        brokers.iter().map(|(id, rack)| Address { node_id: *id, host: "-".into(), port: 0, rack: Some(rack.clone()) }).collect();
+    let views: Vec<Address> = brokers
+        .iter()
+        .map(|(id, rack)| Address { node_id: *id, host: "-".into(), port: 0, rack: Some(rack.clone()) })
+        .collect();
     let mut report = Report { rows: rows(config, &views), ..Report::default() };
     for row in &mut report.rows {
         row.upstream = "-".into();

@@ -9,11 +9,11 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
 use serde::Deserialize;
 
-use crate::template::{is_host_char, Template};
+use crate::template::{Template, is_host_char};
 
 /// The environment prefix of the configuration contract; `__` separates levels.
 pub const ENV_PREFIX: &str = "KAFKA_GATEWAY_";
@@ -28,10 +28,7 @@ pub struct ConfigError {
 
 impl ConfigError {
     fn new(key: impl Into<String>, reason: impl fmt::Display) -> Self {
-        Self {
-            key: key.into(),
-            reason: reason.to_string(),
-        }
+        Self { key: key.into(), reason: reason.to_string() }
     }
 }
 
@@ -77,22 +74,13 @@ pub struct HostPort {
 
 impl HostPort {
     pub fn parse(s: &str) -> Result<Self, String> {
-        let (host, port) = s
-            .rsplit_once(':')
-            .ok_or_else(|| format!("'{s}' is not host:port"))?;
+        let (host, port) = s.rsplit_once(':').ok_or_else(|| format!("'{s}' is not host:port"))?;
         let host = host.trim_start_matches('[').trim_end_matches(']');
         if host.is_empty() {
             return Err(format!("'{s}' has no host"));
         }
-        let port = port
-            .parse::<u16>()
-            .ok()
-            .filter(|&p| p != 0)
-            .ok_or_else(|| format!("'{s}' has no valid port"))?;
-        Ok(Self {
-            host: host.to_owned(),
-            port,
-        })
+        let port = port.parse::<u16>().ok().filter(|&p| p != 0).ok_or_else(|| format!("'{s}' has no valid port"))?;
+        Ok(Self { host: host.to_owned(), port })
     }
 }
 
@@ -123,7 +111,9 @@ pub struct ListenerGroup {
 /// Why a broker has no port in a group.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PortError {
-    #[error("broker {node_id} has no port in listener group {group}: it is not in broker_ports and there is no broker_port_base")]
+    #[error(
+        "broker {node_id} has no port in listener group {group}: it is not in broker_ports and there is no broker_port_base"
+    )]
     Unassigned { group: String, node_id: i32 },
     #[error("broker {node_id} would listen on {base} + {node_id}, beyond port 65535, in listener group {group}")]
     OutOfRange { group: String, node_id: i32, base: u16 },
@@ -135,18 +125,11 @@ impl ListenerGroup {
         if let Some(&port) = self.broker_ports.get(&node_id) {
             return Ok(port);
         }
-        let base = self.broker_port_base.ok_or_else(|| PortError::Unassigned {
-            group: self.name.clone(),
-            node_id,
-        })?;
+        let base = self.broker_port_base.ok_or_else(|| PortError::Unassigned { group: self.name.clone(), node_id })?;
         u16::try_from(i64::from(base) + i64::from(node_id))
             .ok()
             .filter(|_| node_id >= 0)
-            .ok_or_else(|| PortError::OutOfRange {
-                group: self.name.clone(),
-                node_id,
-                base,
-            })
+            .ok_or_else(|| PortError::OutOfRange { group: self.name.clone(), node_id, base })
     }
 
     /// The AZ of a broker: `az_by_node` (the most specific), then `az_by_rack`, then `default_az`.
@@ -174,18 +157,15 @@ impl Config {
         let mut figment = Figment::new();
         if let Some(path) = file {
             if !path.is_file() {
-                return Err(ConfigError::new(
-                    "--config",
-                    format!("{} is not a readable file", path.display()),
-                ));
+                return Err(ConfigError::new("--config", format!("{} is not a readable file", path.display())));
             }
             figment = figment.merge(Toml::file_exact(path));
         }
         figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
         for entry in overrides {
-            let (key, value) = entry.split_once('=').ok_or_else(|| {
-                ConfigError::new("--set", format!("'{entry}' is not KEY=VALUE"))
-            })?;
+            let (key, value) = entry
+                .split_once('=')
+                .ok_or_else(|| ConfigError::new("--set", format!("'{entry}' is not KEY=VALUE")))?;
             let value: figment::value::Value = value.parse().expect("parsing is infallible");
             figment = figment.merge(Serialized::default(key.trim(), value));
         }
@@ -411,11 +391,7 @@ impl RawConfig {
         if self.listeners.is_empty() {
             return Err(ConfigError::new("listeners", "at least one listener group is required"));
         }
-        let groups = self
-            .listeners
-            .into_iter()
-            .map(|(name, raw)| raw.validate(name))
-            .collect::<Result<Vec<_>, _>>()?;
+        let groups = self.listeners.into_iter().map(|(name, raw)| raw.validate(name)).collect::<Result<Vec<_>, _>>()?;
         let config = Config {
             upstream: Upstream {
                 bootstrap_servers,
@@ -431,11 +407,8 @@ impl RawConfig {
                 .then(|| Duration::from_secs(self.gateway.tcp_keepalive_secs)),
             worker_threads: self.gateway.worker_threads,
         };
-        let named: BTreeSet<i32> = config
-            .groups
-            .iter()
-            .flat_map(|g| g.az_by_node.keys().chain(g.broker_ports.keys()).copied())
-            .collect();
+        let named: BTreeSet<i32> =
+            config.groups.iter().flat_map(|g| g.az_by_node.keys().chain(g.broker_ports.keys()).copied()).collect();
         config.check_ports(&named)?;
         Ok(config)
     }

@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::ListenerGroup;
 use crate::frame::SIZE_LEN;
-use crate::rewrite::{self, api_versions, Action, Advertise, Advertised, Named, Rack};
-use crate::topology::{advertised_address, AdvertiseError};
+use crate::rewrite::{self, Action, Advertise, Advertised, Named, Rack, api_versions};
+use crate::topology::{AdvertiseError, advertised_address};
 
 /// What a case says about itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,8 +80,8 @@ impl Case {
     pub fn load(sidecar: &Path) -> Result<Self, FixtureError> {
         let read = |path: PathBuf| std::fs::read(&path).map_err(|source| FixtureError::Io { path, source });
         let text = read(sidecar.to_path_buf())?;
-        let parsed: Sidecar = toml::from_slice(&text)
-            .map_err(|source| FixtureError::Sidecar { path: sidecar.to_path_buf(), source })?;
+        let parsed: Sidecar =
+            toml::from_slice(&text).map_err(|source| FixtureError::Sidecar { path: sidecar.to_path_buf(), source })?;
         let frame = read(sidecar.with_extension("frame"))?.into();
         let expected = match parsed.expect {
             Expect::Rewritten => Some(
@@ -96,7 +96,13 @@ impl Case {
     }
 
     /// Writes a case as `dir/name.{toml,frame,expected}`.
-    pub fn save(dir: &Path, name: &str, sidecar: &Sidecar, frame: &[u8], expected: Option<&[u8]>) -> std::io::Result<PathBuf> {
+    pub fn save(
+        dir: &Path,
+        name: &str,
+        sidecar: &Sidecar,
+        frame: &[u8],
+        expected: Option<&[u8]>,
+    ) -> std::io::Result<PathBuf> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(format!("{name}.toml"));
         let text = toml::to_string(sidecar).map_err(std::io::Error::other)?;
@@ -115,7 +121,8 @@ pub fn find(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
     let mut found = Vec::new();
     for path in paths {
         if path.is_dir() {
-            let mut entries: Vec<PathBuf> = std::fs::read_dir(path)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
+            let mut entries: Vec<PathBuf> =
+                std::fs::read_dir(path)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
             entries.sort();
             found.extend(find(&entries)?);
         } else if path.extension().is_some_and(|e| e == "toml") && path.with_extension("frame").is_file() {
@@ -165,7 +172,8 @@ pub fn run(api_key: i16, api_version: i16, frame: Bytes, names: &Names<'_>) -> O
             Err(e) => Outcome::Error(e.to_string()),
         },
         Ok(Action::ApiVersionsFallback) => {
-            let correlation_id = frame.get(SIZE_LEN..SIZE_LEN + 4).map_or(0, |b| i32::from_be_bytes(b.try_into().unwrap()));
+            let correlation_id =
+                frame.get(SIZE_LEN..SIZE_LEN + 4).map_or(0, |b| i32::from_be_bytes(b.try_into().unwrap()));
             Outcome::Sent(api_versions::fallback(correlation_id).freeze())
         }
     }
@@ -196,7 +204,13 @@ pub fn replay(case: &Case, group: &ListenerGroup) -> Report {
     let racks = s.racks.iter().filter_map(|(n, r)| Some((n.parse().ok()?, r.clone()))).collect();
     let names = Names { group, racks };
     let outcome = run(s.api_key, s.api_version, case.frame.clone(), &names);
-    let mut lines = vec![format!("{} v{} response, {} bytes, from {}", rewrite::api_name(s.api_key), s.api_version, case.frame.len(), s.source)];
+    let mut lines = vec![format!(
+        "{} v{} response, {} bytes, from {}",
+        rewrite::api_name(s.api_key),
+        s.api_version,
+        case.frame.len(),
+        s.source
+    )];
     let mut passed = true;
     match (&outcome, s.expect) {
         (Outcome::Sent(out), Expect::Unchanged) if *out == case.frame => lines.push("unchanged, as expected".into()),
@@ -212,7 +226,8 @@ pub fn replay(case: &Case, group: &ListenerGroup) -> Report {
             match (outcome, &case.expected) {
                 (Outcome::Sent(out), Some(expected)) => {
                     lines.push("differences, expected → got:".into());
-                    lines.extend(changes(s.api_key, s.api_version, expected, out).into_iter().map(|l| format!("  {l}")));
+                    lines
+                        .extend(changes(s.api_key, s.api_version, expected, out).into_iter().map(|l| format!("  {l}")));
                 }
                 (Outcome::Sent(out), None) => lines.extend(changes(s.api_key, s.api_version, &case.frame, out)),
                 _ => {}
@@ -254,9 +269,11 @@ pub fn decode_any(api_key: i16, version: i16, frame: &Bytes) -> Result<(Response
     let key = ApiKey::try_from(api_key).map_err(|()| format!("API key {api_key} is unknown to the gateway"))?;
     // KIP-511: an ApiVersions error 35 is in the v0 layout, whatever the request's version.
     let error_code = frame.get(SIZE_LEN + 4..SIZE_LEN + 6).map(|b| i16::from_be_bytes([b[0], b[1]]));
-    let version = if key == ApiKey::ApiVersions && error_code == Some(api_versions::UNSUPPORTED_VERSION) { 0 } else { version };
+    let version =
+        if key == ApiKey::ApiVersions && error_code == Some(api_versions::UNSUPPORTED_VERSION) { 0 } else { version };
     let mut body = frame.slice(SIZE_LEN.min(frame.len())..);
-    let header = ResponseHeader::decode(&mut body, key.response_header_version(version)).map_err(|e| format!("{e:#}"))?;
+    let header =
+        ResponseHeader::decode(&mut body, key.response_header_version(version)).map_err(|e| format!("{e:#}"))?;
     let message = ResponseKind::decode(key, &mut body, version).map_err(|e| format!("{e:#}"))?;
     Ok((header, message))
 }
@@ -282,13 +299,16 @@ pub fn changes(api_key: i16, version: i16, before: &Bytes, after: &Bytes) -> Vec
 /// but broker hosts and ports changed, and each is what the template gives.
 fn invariant(api_key: i16, version: i16, before: &Bytes, after: &Bytes, names: &Names<'_>) -> Vec<String> {
     if rewrite::plan(api_key, version) == Ok(Action::ApiVersionsFallback) {
-        let correlation_id = before.get(SIZE_LEN..SIZE_LEN + 4).map_or(0, |b| i32::from_be_bytes(b.try_into().unwrap()));
+        let correlation_id =
+            before.get(SIZE_LEN..SIZE_LEN + 4).map_or(0, |b| i32::from_be_bytes(b.try_into().unwrap()));
         return match *after == api_versions::fallback(correlation_id) {
             true => vec![],
             false => vec!["invariant broken: not the gateway's KIP-511 answer".into()],
         };
     }
-    let (Ok((ha, mut a)), Ok((hb, mut b))) = (decode_any(api_key, version, before), decode_any(api_key, version, after)) else {
+    let (Ok((ha, mut a)), Ok((hb, mut b))) =
+        (decode_any(api_key, version, before), decode_any(api_key, version, after))
+    else {
         return vec![];
     };
     let mut problems = Vec::new();
@@ -296,7 +316,8 @@ fn invariant(api_key: i16, version: i16, before: &Bytes, after: &Bytes, names: &
         // ApiVersions keeps everything but the version ranges the gateway limits.
         api_versions::limit(&mut a.api_keys);
         if ha != hb || a != b {
-            problems.push("invariant broken: ApiVersions differs from the broker's answer with the limits applied".into());
+            problems
+                .push("invariant broken: ApiVersions differs from the broker's answer with the limits applied".into());
         }
         return problems;
     }

@@ -65,20 +65,11 @@ pub const MIN_RESPONSE: usize = 4;
 /// Peeks at a request frame. `frame` starts at the size prefix and holds the bytes received so far
 /// (possibly more than this frame); `len` is the whole frame's length from [`frame_len`].
 pub fn peek_request(frame: &[u8], len: usize) -> Result<Peek<RequestHead>, FrameError> {
-    let mut r = Reader {
-        buf: &frame[..frame.len().min(len)],
-        pos: SIZE_LEN,
-        complete: frame.len() >= len,
-    };
+    let mut r = Reader { buf: &frame[..frame.len().min(len)], pos: SIZE_LEN, complete: frame.len() >= len };
     let (Some(api_key), Some(api_version), Some(correlation_id)) = (r.i16()?, r.i16()?, r.i32()?) else {
         return Ok(Peek::NeedMore);
     };
-    let mut head = RequestHead {
-        api_key,
-        api_version,
-        correlation_id,
-        expects_response: true,
-    };
+    let mut head = RequestHead { api_key, api_version, correlation_id, expects_response: true };
     if api_key == PRODUCE {
         match produce_acks(&mut r, api_version)? {
             None => return Ok(Peek::NeedMore),

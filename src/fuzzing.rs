@@ -8,11 +8,17 @@ use bytes::Bytes;
 
 use crate::config::Config;
 use crate::fixture::Names;
-use crate::frame::{self, Peek, MIN_REQUEST};
+use crate::frame::{self, MIN_REQUEST, Peek};
 use crate::rewrite::{self, Rewrite};
 
-const KINDS: [Rewrite; 6] =
-    [Rewrite::ApiVersions, Rewrite::Metadata, Rewrite::FindCoordinator, Rewrite::DescribeCluster, Rewrite::Produce, Rewrite::Fetch];
+const KINDS: [Rewrite; 6] = [
+    Rewrite::ApiVersions,
+    Rewrite::Metadata,
+    Rewrite::FindCoordinator,
+    Rewrite::DescribeCluster,
+    Rewrite::Produce,
+    Rewrite::Fetch,
+];
 
 fn config() -> &'static Config {
     static CONFIG: std::sync::OnceLock<Config> = std::sync::OnceLock::new();

@@ -17,7 +17,7 @@ use crate::config::{Config, HostPort};
 use crate::listener;
 use crate::record::Recorder;
 use crate::rewrite::{Advertise, Advertised, Named, Rack};
-use crate::topology::{advertised_address, AdvertiseError, Topology};
+use crate::topology::{AdvertiseError, Topology, advertised_address};
 use crate::upstream::{self, ClusterView, UpstreamError};
 
 /// What a listener's connections reach.
@@ -79,9 +79,11 @@ impl Gateway {
         for (index, group) in gateway.config.groups.iter().enumerate() {
             if let Some(port) = group.bootstrap_port {
                 let addr = SocketAddr::new(group.bind, port);
-                gateway
-                    .listen(index, Target::Bootstrap, addr)
-                    .map_err(|source| StartError::Bootstrap { group: group.name.clone(), addr, source })?;
+                gateway.listen(index, Target::Bootstrap, addr).map_err(|source| StartError::Bootstrap {
+                    group: group.name.clone(),
+                    addr,
+                    source,
+                })?;
             }
         }
         match gateway.refresh().await {
@@ -135,7 +137,8 @@ impl Gateway {
             }
             Target::Bootstrap => {
                 let mut candidates = self.bootstrap_candidates();
-                let start = self.bootstrap_cursor.fetch_add(1, Ordering::Relaxed) % self.config.upstream.bootstrap_servers.len();
+                let start = self.bootstrap_cursor.fetch_add(1, Ordering::Relaxed)
+                    % self.config.upstream.bootstrap_servers.len();
                 candidates[..self.config.upstream.bootstrap_servers.len()].rotate_left(start);
                 let mut failures = Vec::new();
                 for addr in &candidates {
@@ -165,7 +168,8 @@ impl Gateway {
 
     /// Asks the cluster for its brokers once (the caller records them).
     pub async fn refresh(&self) -> Result<ClusterView, UpstreamError> {
-        let view = upstream::describe_cluster(&self.bootstrap_candidates(), self.config.upstream.connect_timeout).await?;
+        let view =
+            upstream::describe_cluster(&self.bootstrap_candidates(), self.config.upstream.connect_timeout).await?;
         Ok(view)
     }
 

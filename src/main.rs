@@ -6,11 +6,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use kafka_gateway::{check, fixture, Config, Gateway};
+use kafka_gateway::{Config, Gateway, check, fixture};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(version, about = "A Kafka wire-protocol gateway for private links: shows an unchanged cluster under per-broker names")]
+#[command(
+    version,
+    about = "A Kafka wire-protocol gateway for private links: shows an unchanged cluster under per-broker names"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -126,7 +129,10 @@ fn replay(config: &Config, group: Option<&str>, paths: &[PathBuf]) -> ExitCode {
     let cases = match fixture::find(paths) {
         Ok(cases) if !cases.is_empty() => cases,
         Ok(_) => {
-            eprintln!("kafka-gateway: no cases under {}", paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+            eprintln!(
+                "kafka-gateway: no cases under {}",
+                paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            );
             return ExitCode::FAILURE;
         }
         Err(e) => {
@@ -143,8 +149,11 @@ fn replay(config: &Config, group: Option<&str>, paths: &[PathBuf]) -> ExitCode {
                 if report.passed { passed += 1 } else { failed += 1 }
             }
             Err(e) => {
-                println!("FAIL {}
-    {e}", path.display());
+                println!(
+                    "FAIL {}
+    {e}",
+                    path.display()
+                );
                 failed += 1;
             }
         }
@@ -179,7 +188,8 @@ async fn run(config: Config) -> ExitCode {
 }
 
 async fn wait_for_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("a SIGTERM handler");
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("a SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}

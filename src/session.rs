@@ -16,11 +16,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::{debug, trace, warn};
 
-use crate::frame::{self, FrameError, Peek, MIN_REQUEST, MIN_RESPONSE};
+use crate::frame::{self, FrameError, MIN_REQUEST, MIN_RESPONSE, Peek};
 use crate::gateway::{Gateway, Target};
 use crate::inflight::{Inflight, OrderError, Pending};
 use crate::record::Recorder;
-use crate::rewrite::{self, api_versions, Action, Advertise, Refused, RewriteError};
+use crate::rewrite::{self, Action, Advertise, Refused, RewriteError, api_versions};
 use crate::upstream::{self, UpstreamError};
 
 /// Bytes read at a time: the size of the buffers a direction borrows while bytes are in flight.
@@ -174,7 +174,13 @@ async fn pump_requests(
             let Peek::Ready(len) = frame::frame_len(&buf[ready..], MIN_REQUEST, max_frame_bytes)? else { break };
             let Peek::Ready(head) = frame::peek_request(&buf[ready..], len)? else { break };
             let action = rewrite::plan(head.api_key, head.api_version)?;
-            trace!(api_key = head.api_key, version = head.api_version, correlation_id = head.correlation_id, ?action, "request");
+            trace!(
+                api_key = head.api_key,
+                version = head.api_version,
+                correlation_id = head.correlation_id,
+                ?action,
+                "request"
+            );
             if head.expects_response {
                 // Before the bytes leave: the response may come back before this loop ends.
                 inflight.push(Pending {

@@ -55,26 +55,18 @@ pub enum RenderError {
     #[error("the template uses {{rack}} but broker {0} reports no rack")]
     NoRack(i32),
     #[error("broker {node_id}'s {what} {value:?} is not valid in a host name")]
-    BadValue {
-        node_id: i32,
-        what: &'static str,
-        value: String,
-    },
+    BadValue { node_id: i32, what: &'static str, value: String },
 }
 
 impl Template {
     pub fn parse(source: &str) -> Result<Self, TemplateError> {
-        let host_src = source
-            .strip_suffix(":{port}")
-            .ok_or_else(|| TemplateError::NoPort(source.to_owned()))?;
+        let host_src = source.strip_suffix(":{port}").ok_or_else(|| TemplateError::NoPort(source.to_owned()))?;
         let mut host = Vec::new();
         let mut rest = host_src;
         while !rest.is_empty() {
             match rest.find('{') {
                 Some(0) => {
-                    let end = rest
-                        .find('}')
-                        .ok_or_else(|| TemplateError::Unclosed(source.to_owned()))?;
+                    let end = rest.find('}').ok_or_else(|| TemplateError::Unclosed(source.to_owned()))?;
                     let name = &rest[1..end];
                     if name.contains('{') {
                         return Err(TemplateError::Unclosed(source.to_owned()));
@@ -102,10 +94,7 @@ impl Template {
         if host.is_empty() {
             return Err(TemplateError::EmptyHost);
         }
-        Ok(Self {
-            source: source.to_owned(),
-            host,
-        })
+        Ok(Self { source: source.to_owned(), host })
     }
 
     pub fn uses_az(&self) -> bool {
@@ -144,18 +133,9 @@ pub fn is_host_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')
 }
 
-fn push_checked(
-    out: &mut String,
-    node_id: i32,
-    what: &'static str,
-    value: &str,
-) -> Result<(), RenderError> {
+fn push_checked(out: &mut String, node_id: i32, what: &'static str, value: &str) -> Result<(), RenderError> {
     if value.is_empty() || !value.chars().all(is_host_char) {
-        return Err(RenderError::BadValue {
-            node_id,
-            what,
-            value: value.to_owned(),
-        });
+        return Err(RenderError::BadValue { node_id, what, value: value.to_owned() });
     }
     out.push_str(value);
     Ok(())
@@ -166,11 +146,7 @@ mod tests {
     use super::*;
 
     fn inputs(node_id: i32, az: Option<&'static str>) -> Inputs<'static> {
-        Inputs {
-            node_id,
-            az,
-            rack: Some("us-west-2a"),
-        }
+        Inputs { node_id, az, rack: Some("us-west-2a") }
     }
 
     #[test]
@@ -187,10 +163,7 @@ mod tests {
     fn renders_the_azure_pattern_without_az() {
         let t = Template::parse("b{node_id}.abc.eastus.azure.3199745.tidbcloud.com:{port}").unwrap();
         assert!(!t.uses_az());
-        assert_eq!(
-            t.render_host(inputs(3, None)).unwrap(),
-            "b3.abc.eastus.azure.3199745.tidbcloud.com"
-        );
+        assert_eq!(t.render_host(inputs(3, None)).unwrap(), "b3.abc.eastus.azure.3199745.tidbcloud.com");
     }
 
     #[test]
@@ -208,10 +181,7 @@ mod tests {
 
     #[test]
     fn refuses_unknown_or_broken_placeholders() {
-        assert_eq!(
-            Template::parse("b{nodeid}.x:{port}"),
-            Err(TemplateError::UnknownPlaceholder("nodeid".into()))
-        );
+        assert_eq!(Template::parse("b{nodeid}.x:{port}"), Err(TemplateError::UnknownPlaceholder("nodeid".into())));
         for unclosed in ["b{node_id.x:{port}", "b{node_id:{port}", "b{{node_id}.x:{port}"] {
             assert!(matches!(Template::parse(unclosed), Err(TemplateError::Unclosed(_))), "{unclosed}");
         }

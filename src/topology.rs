@@ -44,11 +44,8 @@ impl Topology {
     /// Records a broker as a response or the gateway's own request named it. Returns true when
     /// the node id is new.
     pub fn observe(&self, named: Named<'_>) -> Result<bool, AdvertiseError> {
-        let bad = || AdvertiseError::BadUpstream {
-            node_id: named.node_id,
-            host: named.host.to_owned(),
-            port: named.port,
-        };
+        let bad =
+            || AdvertiseError::BadUpstream { node_id: named.node_id, host: named.host.to_owned(), port: named.port };
         let port = u16::try_from(named.port).ok().filter(|&p| p != 0).ok_or_else(bad)?;
         if named.host.is_empty() || named.node_id < 0 {
             return Err(bad());
@@ -88,7 +85,11 @@ impl Topology {
 
 /// The address a listener group shows for a broker: its template with `{az}` and `{rack}` filled,
 /// on the broker's listen port. Two gateways with one configuration always agree on it.
-pub fn advertised_address(group: &ListenerGroup, node_id: i32, rack: Option<&str>) -> Result<Advertised, AdvertiseError> {
+pub fn advertised_address(
+    group: &ListenerGroup,
+    node_id: i32,
+    rack: Option<&str>,
+) -> Result<Advertised, AdvertiseError> {
     let port = group.broker_port(node_id)?;
     let inputs = Inputs { node_id, az: group.az_of(node_id, rack), rack };
     let host = group
@@ -121,7 +122,8 @@ mod tests {
     fn names_follow_the_rack_of_each_broker() {
         let config = Config::from_toml(AWS).unwrap();
         let g = &config.groups[0];
-        let cases = [(1, "us-west-2a", "b1.usw2-az1"), (2, "us-west-2c", "b2.usw2-az2"), (3, "us-west-2b", "b3.usw2-az3")];
+        let cases =
+            [(1, "us-west-2a", "b1.usw2-az1"), (2, "us-west-2c", "b2.usw2-az2"), (3, "us-west-2b", "b3.usw2-az3")];
         for (node, rack, prefix) in cases {
             let a = advertised_address(g, node, Some(rack)).unwrap();
             assert_eq!(a.host, format!("{prefix}.abc.aws.plc.tidbcloud.com"));

@@ -7,7 +7,9 @@
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader,
+};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Message, StrBytes};
 use socket2::{SockRef, TcpKeepalive};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -16,7 +18,7 @@ use tokio::time::timeout;
 
 use crate::config::HostPort;
 use crate::frame::SIZE_LEN;
-use crate::rewrite::{self, api_versions, metadata, Address, RewriteError};
+use crate::rewrite::{self, Address, RewriteError, api_versions, metadata};
 
 /// The client id the gateway's own requests carry, visible in broker logs.
 const CLIENT_ID: &str = "kafka-gateway";
@@ -44,7 +46,11 @@ pub enum UpstreamError {
 }
 
 /// Dials `addr` and applies the socket options of both sides of a session.
-pub async fn connect(addr: &HostPort, limit: Duration, keepalive: Option<Duration>) -> Result<TcpStream, UpstreamError> {
+pub async fn connect(
+    addr: &HostPort,
+    limit: Duration,
+    keepalive: Option<Duration>,
+) -> Result<TcpStream, UpstreamError> {
     let stream = match timeout(limit, TcpStream::connect((addr.host.as_str(), addr.port))).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(source)) => return Err(UpstreamError::Connect { addr: addr.to_string(), source }),
@@ -101,7 +107,10 @@ pub async fn describe_via(addr: &HostPort, limit: Duration) -> Result<ClusterVie
         .iter()
         .find(|(key, _, _)| *key == ApiKey::Metadata as i16)
         .map(|(_, _, max)| (*max).min(METADATA_MAX))
-        .ok_or_else(|| UpstreamError::Protocol { addr: addr.to_string(), reason: "no Metadata in ApiVersions".into() })?;
+        .ok_or_else(|| UpstreamError::Protocol {
+            addr: addr.to_string(),
+            reason: "no Metadata in ApiVersions".into(),
+        })?;
     // v0 has no way to ask for no topics (empty means all); v1+ asks for none.
     let request = MetadataRequest::default().with_topics((version >= 1).then(Vec::new));
     let frame = conn.call_raw(ApiKey::Metadata, version, &request).await?;
@@ -135,12 +144,18 @@ impl Connection {
         let protocol = |reason: String| UpstreamError::Protocol { addr: self.addr.to_string(), reason };
         let mut body = frame.slice(SIZE_LEN..);
         ResponseHeader::decode(&mut body, Resp::header_version(version)).map_err(|e| protocol(format!("{e:#}")))?;
-        Resp::decode(&mut body, version).map_err(|e| protocol(format!("{} v{version}: {e:#}", rewrite::api_name(key as i16))))
+        Resp::decode(&mut body, version)
+            .map_err(|e| protocol(format!("{} v{version}: {e:#}", rewrite::api_name(key as i16))))
     }
 
     /// Sends one request and returns its response frame (size prefix included), after checking
     /// the correlation id.
-    pub async fn call_raw<Req: Encodable>(&mut self, key: ApiKey, version: i16, request: &Req) -> Result<Bytes, UpstreamError> {
+    pub async fn call_raw<Req: Encodable>(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        request: &Req,
+    ) -> Result<Bytes, UpstreamError> {
         let protocol = |reason: String| UpstreamError::Protocol { addr: self.addr.to_string(), reason };
         let correlation_id = self.next_id;
         self.next_id += 1;

@@ -112,10 +112,7 @@ fn check_exits_1_naming_a_broker_without_az() {
     let out = gateway(&["check", "--config", path.to_str().unwrap()]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
-    assert!(
-        stdout.contains("problem: listener group tidb: the template uses {az} but broker 3 has no AZ"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("problem: listener group tidb: the template uses {az} but broker 3 has no AZ"), "{stdout}");
 }
 
 #[test]
@@ -157,7 +154,8 @@ async fn run_serves_logs_bad_frames_and_stops_on_sigterm() {
     };
     wait_for(&format!("target=broker 3 addr=127.0.0.1:{}", base + 3)).await;
     let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id().unwrap())).unwrap();
-    let open_files: Vec<&str> = limits.lines().find(|l| l.starts_with("Max open files")).unwrap().split_whitespace().collect();
+    let open_files: Vec<&str> =
+        limits.lines().find(|l| l.starts_with("Max open files")).unwrap().split_whitespace().collect();
     assert_eq!(open_files[3], open_files[4], "soft open-file limit raised to the hard one: {limits}");
     assert_ne!(open_files[3], "256", "{limits}");
 

@@ -9,10 +9,10 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use kafka_gateway::Config;
 use kafka_gateway::config::HostPort;
 use kafka_gateway::fixture::{self, Case, Expect};
 use kafka_gateway::upstream::Connection;
-use kafka_gateway::Config;
 use kafka_protocol::messages::{ApiKey, FindCoordinatorRequest, MetadataRequest, MetadataResponse};
 use kafka_protocol::protocol::StrBytes;
 use support::*;
@@ -108,7 +108,10 @@ fn the_replay_command_passes_over_all_fixtures() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
-    assert!(stdout.contains("brokers[1].host: \"127.0.0.1\" → \"b2.usw2-az2.unique_name.aws.plc.tidbcloud.com\""), "{stdout}");
+    assert!(
+        stdout.contains("brokers[1].host: \"127.0.0.1\" → \"b2.usw2-az2.unique_name.aws.plc.tidbcloud.com\""),
+        "{stdout}"
+    );
     assert!(stdout.lines().last().unwrap().ends_with("0 failed (listener group fixtures)"), "{stdout}");
 }
 
@@ -158,9 +161,11 @@ async fn what_the_gateway_records_replays_with_the_same_configuration() {
         let _: MetadataResponse = conn.call(ApiKey::Metadata, version, &request).await.unwrap();
     }
     let request = FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("g"));
-    let _: kafka_protocol::messages::FindCoordinatorResponse = conn.call(ApiKey::FindCoordinator, 3, &request).await.unwrap();
+    let _: kafka_protocol::messages::FindCoordinatorResponse =
+        conn.call(ApiKey::FindCoordinator, 3, &request).await.unwrap();
 
-    let recorded: Vec<Case> = fixture::find(&[dir.path().to_path_buf()]).unwrap().iter().map(|p| Case::load(p).unwrap()).collect();
+    let recorded: Vec<Case> =
+        fixture::find(&[dir.path().to_path_buf()]).unwrap().iter().map(|p| Case::load(p).unwrap()).collect();
     let kinds: BTreeSet<(i16, i16)> = recorded.iter().map(|c| (c.sidecar.api_key, c.sidecar.api_version)).collect();
     for want in [(3, 0), (3, 4), (3, 12), (10, 3)] {
         assert!(kinds.contains(&want), "nothing recorded for {want:?}: {kinds:?}");

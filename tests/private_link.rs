@@ -15,11 +15,8 @@ const TOPIC_PARTITIONS: i32 = 3;
 async fn assert_pattern_names(link: &PrivateLink, bootstrap: &str) {
     let client = example("kafka_client");
     let out = stdout_of(&link.run(&client, &["metadata", "--bootstrap", bootstrap]).await);
-    let expected: String = AWS_NAMES
-        .iter()
-        .enumerate()
-        .map(|(i, name)| format!("broker {} {name}:{}\n", i + 1, 9093 + i))
-        .collect();
+    let expected: String =
+        AWS_NAMES.iter().enumerate().map(|(i, name)| format!("broker {} {name}:{}\n", i + 1, 9093 + i)).collect();
     assert_eq!(out, expected);
 }
 
@@ -36,9 +33,8 @@ async fn ten_thousand_messages_through_a_private_link_come_back_exactly_once() {
     assert_pattern_names(&link, &bootstrap).await;
 
     let client = example("kafka_client");
-    let produced = link
-        .run(&client, &["produce", "--bootstrap", &bootstrap, "--topic", "orders", "--count", "10000"])
-        .await;
+    let produced =
+        link.run(&client, &["produce", "--bootstrap", &bootstrap, "--topic", "orders", "--count", "10000"]).await;
     assert_eq!(stdout_of(&produced).trim(), "produced 10000 errors 0");
 
     let consumed = link
@@ -54,7 +50,8 @@ async fn the_client_fails_without_the_gateway_so_the_link_is_real() {
     let mock = mock_cluster();
     let link = PrivateLink::new();
     let client = example("kafka_client");
-    let direct = link.run(&client, &["metadata", "--bootstrap", &mock.bootstrap_servers(), "--timeout-secs", "3"]).await;
+    let direct =
+        link.run(&client, &["metadata", "--bootstrap", &mock.bootstrap_servers(), "--timeout-secs", "3"]).await;
     assert!(!direct.status.success(), "the namespace reached an upstream address");
     // And through the gateway, without names in the hosts file, metadata works but names don't resolve:
     // the client learns only pattern names, never an address it could dial instead.
@@ -64,7 +61,10 @@ async fn the_client_fails_without_the_gateway_so_the_link_is_real() {
     assert_pattern_names(&link, &bootstrap).await;
     mock.create_topic("t", 1, 3).unwrap();
     let produced = link
-        .run(&client, &["produce", "--bootstrap", &bootstrap, "--topic", "t", "--count", "1", "--message-timeout-ms", "3000"])
+        .run(
+            &client,
+            &["produce", "--bootstrap", &bootstrap, "--topic", "t", "--count", "1", "--message-timeout-ms", "3000"],
+        )
         .await;
     assert!(!produced.status.success(), "produced without resolving the pattern names");
 }

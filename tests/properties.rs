@@ -8,12 +8,12 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use kafka_gateway::fixture::{decode_any, Names};
-use kafka_gateway::frame::{self, Peek, MIN_REQUEST};
-use kafka_gateway::rewrite::{self, api_versions, encode, take_addresses, Response, Rewrite};
-use kafka_gateway::session::{proxy, Limits};
-use kafka_gateway::topology::advertised_address;
 use kafka_gateway::Config;
+use kafka_gateway::fixture::{Names, decode_any};
+use kafka_gateway::frame::{self, MIN_REQUEST, Peek};
+use kafka_gateway::rewrite::{self, Response, Rewrite, api_versions, encode, take_addresses};
+use kafka_gateway::session::{Limits, proxy};
+use kafka_gateway::topology::advertised_address;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use proptest::collection::vec;
@@ -56,7 +56,12 @@ fn node() -> impl Strategy<Value = i32> {
 }
 
 fn rack() -> impl Strategy<Value = Option<StrBytes>> {
-    prop_oneof![Just(None), Just(Some(StrBytes::from_static_str("r1"))), Just(Some(StrBytes::from_static_str("r2"))), text(8).prop_map(Some)]
+    prop_oneof![
+        Just(None),
+        Just(Some(StrBytes::from_static_str("r1"))),
+        Just(Some(StrBytes::from_static_str("r2"))),
+        text(8).prop_map(Some)
+    ]
 }
 
 /// Unknown tagged fields, valid only in flexible versions (tags far from the known ones).
@@ -78,7 +83,15 @@ fn metadata(v: i16) -> impl Strategy<Value = MetadataResponse> {
             .with_rack(if v >= 1 { r } else { None })
             .with_unknown_tagged_fields(t)
     });
-    let partition = (any::<i16>(), any::<i32>(), any::<i32>(), any::<i32>(), vec(any::<i32>(), 0..4), vec(any::<i32>(), 0..4), tags(v >= 9))
+    let partition = (
+        any::<i16>(),
+        any::<i32>(),
+        any::<i32>(),
+        any::<i32>(),
+        vec(any::<i32>(), 0..4),
+        vec(any::<i32>(), 0..4),
+        tags(v >= 9),
+    )
         .prop_map(move |(e, i, l, epoch, replicas, isr, t)| {
             let ids = |v: Vec<i32>| v.into_iter().map(BrokerId).collect::<Vec<_>>();
             metadata_response::MetadataResponsePartition::default()
@@ -91,8 +104,8 @@ fn metadata(v: i16) -> impl Strategy<Value = MetadataResponse> {
                 .with_offline_replicas(if v >= 5 { ids(replicas) } else { vec![] })
                 .with_unknown_tagged_fields(t)
         });
-    let topic = (any::<i16>(), text(20), uuid(), any::<bool>(), vec(partition, 0..3), any::<i32>(), tags(v >= 9)).prop_map(
-        move |(e, name, id, internal, partitions, ops, t)| {
+    let topic = (any::<i16>(), text(20), uuid(), any::<bool>(), vec(partition, 0..3), any::<i32>(), tags(v >= 9))
+        .prop_map(move |(e, name, id, internal, partitions, ops, t)| {
             metadata_response::MetadataResponseTopic::default()
                 .with_error_code(e)
                 .with_name(Some(TopicName(name)))
@@ -101,9 +114,17 @@ fn metadata(v: i16) -> impl Strategy<Value = MetadataResponse> {
                 .with_partitions(partitions)
                 .with_topic_authorized_operations(if v >= 8 { ops } else { i32::MIN })
                 .with_unknown_tagged_fields(t)
-        },
-    );
-    (any::<i32>(), vec(broker, 0..6), proptest::option::of(text(12)), any::<i32>(), vec(topic, 0..3), any::<i32>(), any::<i16>(), tags(v >= 9))
+        });
+    (
+        any::<i32>(),
+        vec(broker, 0..6),
+        proptest::option::of(text(12)),
+        any::<i32>(),
+        vec(topic, 0..3),
+        any::<i32>(),
+        any::<i16>(),
+        tags(v >= 9),
+    )
         .prop_map(move |(throttle, brokers, cluster, controller, topics, ops, error, t)| {
             MetadataResponse::default()
                 .with_throttle_time_ms(if v >= 3 { throttle } else { 0 })
@@ -118,13 +139,37 @@ fn metadata(v: i16) -> impl Strategy<Value = MetadataResponse> {
 }
 
 fn find_coordinator(v: i16) -> impl Strategy<Value = FindCoordinatorResponse> {
-    let coordinator = (text(12), node(), host(), any::<i32>(), prop_oneof![3 => Just(0i16), 1 => Just(15i16)], proptest::option::of(text(10)), tags(true))
+    let coordinator = (
+        text(12),
+        node(),
+        host(),
+        any::<i32>(),
+        prop_oneof![3 => Just(0i16), 1 => Just(15i16)],
+        proptest::option::of(text(10)),
+        tags(true),
+    )
         .prop_map(|(key, n, h, p, error, message, t)| {
-            let c = find_coordinator_response::Coordinator::default().with_key(key).with_error_code(error).with_error_message(message);
-            let c = if error == 0 { c.with_node_id(BrokerId(n)).with_host(h).with_port(p) } else { c.with_node_id(BrokerId(-1)).with_port(-1) };
+            let c = find_coordinator_response::Coordinator::default()
+                .with_key(key)
+                .with_error_code(error)
+                .with_error_message(message);
+            let c = if error == 0 {
+                c.with_node_id(BrokerId(n)).with_host(h).with_port(p)
+            } else {
+                c.with_node_id(BrokerId(-1)).with_port(-1)
+            };
             c.with_unknown_tagged_fields(t)
         });
-    (any::<i32>(), prop_oneof![3 => Just(0i16), 1 => Just(15i16)], proptest::option::of(text(10)), node(), host(), any::<i32>(), vec(coordinator, 0..4), tags(v >= 3))
+    (
+        any::<i32>(),
+        prop_oneof![3 => Just(0i16), 1 => Just(15i16)],
+        proptest::option::of(text(10)),
+        node(),
+        host(),
+        any::<i32>(),
+        vec(coordinator, 0..4),
+        tags(v >= 3),
+    )
         .prop_map(move |(throttle, error, message, n, h, p, coordinators, t)| {
             let mut m = FindCoordinatorResponse::default()
                 .with_throttle_time_ms(if v >= 1 { throttle } else { 0 })
@@ -134,23 +179,34 @@ fn find_coordinator(v: i16) -> impl Strategy<Value = FindCoordinatorResponse> {
             } else {
                 m.error_code = error;
                 m.error_message = if v >= 1 { message } else { None };
-                (m.node_id, m.host, m.port) = if error == 0 { (BrokerId(n), h, p) } else { (BrokerId(-1), StrBytes::default(), -1) };
+                (m.node_id, m.host, m.port) =
+                    if error == 0 { (BrokerId(n), h, p) } else { (BrokerId(-1), StrBytes::default(), -1) };
             }
             m
         })
 }
 
 fn describe_cluster(v: i16) -> impl Strategy<Value = DescribeClusterResponse> {
-    let broker = (node(), host(), any::<i32>(), rack(), any::<bool>(), tags(true)).prop_map(move |(n, h, p, r, fenced, t)| {
-        describe_cluster_response::DescribeClusterBroker::default()
-            .with_broker_id(BrokerId(n))
-            .with_host(h)
-            .with_port(p)
-            .with_rack(r)
-            .with_is_fenced(v >= 2 && fenced)
-            .with_unknown_tagged_fields(t)
-    });
-    (any::<i32>(), any::<i16>(), proptest::option::of(text(10)), text(12), any::<i32>(), vec(broker, 0..5), any::<i32>(), tags(true))
+    let broker =
+        (node(), host(), any::<i32>(), rack(), any::<bool>(), tags(true)).prop_map(move |(n, h, p, r, fenced, t)| {
+            describe_cluster_response::DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(n))
+                .with_host(h)
+                .with_port(p)
+                .with_rack(r)
+                .with_is_fenced(v >= 2 && fenced)
+                .with_unknown_tagged_fields(t)
+        });
+    (
+        any::<i32>(),
+        any::<i16>(),
+        proptest::option::of(text(10)),
+        text(12),
+        any::<i32>(),
+        vec(broker, 0..5),
+        any::<i32>(),
+        tags(true),
+    )
         .prop_map(move |(throttle, e, message, cluster, controller, brokers, ops, t)| {
             DescribeClusterResponse::default()
                 .with_throttle_time_ms(throttle)
@@ -166,9 +222,13 @@ fn describe_cluster(v: i16) -> impl Strategy<Value = DescribeClusterResponse> {
 }
 
 fn api_versions(v: i16) -> impl Strategy<Value = ApiVersionsResponse> {
-    let key = (prop_oneof![0..100i16, 10_000..10_010i16], 0..5i16, 0..20i16, tags(v >= 3))
-        .prop_map(|(k, min, span, t)| {
-            api_versions_response::ApiVersion::default().with_api_key(k).with_min_version(min).with_max_version(min + span).with_unknown_tagged_fields(t)
+    let key =
+        (prop_oneof![0..100i16, 10_000..10_010i16], 0..5i16, 0..20i16, tags(v >= 3)).prop_map(|(k, min, span, t)| {
+            api_versions_response::ApiVersion::default()
+                .with_api_key(k)
+                .with_min_version(min)
+                .with_max_version(min + span)
+                .with_unknown_tagged_fields(t)
         });
     (vec(key, 0..40), any::<i32>(), tags(v >= 3)).prop_map(move |(keys, throttle, t)| {
         ApiVersionsResponse::default()
@@ -180,11 +240,27 @@ fn api_versions(v: i16) -> impl Strategy<Value = ApiVersionsResponse> {
 
 fn produce(v: i16) -> impl Strategy<Value = ProduceResponse> {
     let endpoint = (node(), host(), any::<i32>(), rack(), tags(true)).prop_map(|(n, h, p, r, t)| {
-        produce_response::NodeEndpoint::default().with_node_id(BrokerId(n)).with_host(h).with_port(p).with_rack(r).with_unknown_tagged_fields(t)
+        produce_response::NodeEndpoint::default()
+            .with_node_id(BrokerId(n))
+            .with_host(h)
+            .with_port(p)
+            .with_rack(r)
+            .with_unknown_tagged_fields(t)
     });
-    let record_error = (any::<i32>(), proptest::option::of(text(10)))
-        .prop_map(|(i, m)| produce_response::BatchIndexAndErrorMessage::default().with_batch_index(i).with_batch_index_error_message(m));
-    let partition = (any::<i32>(), any::<i16>(), any::<i64>(), any::<i64>(), any::<i64>(), vec(record_error, 0..2), proptest::option::of(text(10)), any::<i32>(), tags(true))
+    let record_error = (any::<i32>(), proptest::option::of(text(10))).prop_map(|(i, m)| {
+        produce_response::BatchIndexAndErrorMessage::default().with_batch_index(i).with_batch_index_error_message(m)
+    });
+    let partition = (
+        any::<i32>(),
+        any::<i16>(),
+        any::<i64>(),
+        any::<i64>(),
+        any::<i64>(),
+        vec(record_error, 0..2),
+        proptest::option::of(text(10)),
+        any::<i32>(),
+        tags(true),
+    )
         .prop_map(|(i, e, base, time, start, errors, message, leader, t)| {
             produce_response::PartitionProduceResponse::default()
                 .with_index(i)
@@ -194,11 +270,17 @@ fn produce(v: i16) -> impl Strategy<Value = ProduceResponse> {
                 .with_log_start_offset(start)
                 .with_record_errors(errors)
                 .with_error_message(message)
-                .with_current_leader(produce_response::LeaderIdAndEpoch::default().with_leader_id(BrokerId(leader)).with_leader_epoch(leader / 2))
+                .with_current_leader(
+                    produce_response::LeaderIdAndEpoch::default()
+                        .with_leader_id(BrokerId(leader))
+                        .with_leader_epoch(leader / 2),
+                )
                 .with_unknown_tagged_fields(t)
         });
     let topic = (text(12), uuid(), vec(partition, 0..3), tags(true)).prop_map(move |(name, id, partitions, t)| {
-        let topic = produce_response::TopicProduceResponse::default().with_partition_responses(partitions).with_unknown_tagged_fields(t);
+        let topic = produce_response::TopicProduceResponse::default()
+            .with_partition_responses(partitions)
+            .with_unknown_tagged_fields(t);
         if v >= 13 { topic.with_topic_id(id) } else { topic.with_name(TopicName(name)) }
     });
     (vec(topic, 0..3), any::<i32>(), vec(endpoint, 0..4), tags(true)).prop_map(|(responses, throttle, endpoints, t)| {
@@ -212,10 +294,16 @@ fn produce(v: i16) -> impl Strategy<Value = ProduceResponse> {
 
 fn fetch(_v: i16) -> impl Strategy<Value = FetchResponse> {
     let endpoint = (node(), host(), any::<i32>(), rack(), tags(true)).prop_map(|(n, h, p, r, t)| {
-        fetch_response::NodeEndpoint::default().with_node_id(BrokerId(n)).with_host(h).with_port(p).with_rack(r).with_unknown_tagged_fields(t)
+        fetch_response::NodeEndpoint::default()
+            .with_node_id(BrokerId(n))
+            .with_host(h)
+            .with_port(p)
+            .with_rack(r)
+            .with_unknown_tagged_fields(t)
     });
-    let aborted = (any::<i64>(), any::<i64>())
-        .prop_map(|(p, o)| fetch_response::AbortedTransaction::default().with_producer_id(ProducerId(p)).with_first_offset(o));
+    let aborted = (any::<i64>(), any::<i64>()).prop_map(|(p, o)| {
+        fetch_response::AbortedTransaction::default().with_producer_id(ProducerId(p)).with_first_offset(o)
+    });
     let partition = (
         (any::<i32>(), any::<i16>(), any::<i64>(), any::<i64>(), any::<i64>()),
         (any::<i32>(), any::<i32>()),
@@ -231,15 +319,23 @@ fn fetch(_v: i16) -> impl Strategy<Value = FetchResponse> {
                 .with_high_watermark(hw)
                 .with_last_stable_offset(lso)
                 .with_log_start_offset(start)
-                .with_current_leader(fetch_response::LeaderIdAndEpoch::default().with_leader_id(BrokerId(leader)).with_leader_epoch(epoch))
+                .with_current_leader(
+                    fetch_response::LeaderIdAndEpoch::default()
+                        .with_leader_id(BrokerId(leader))
+                        .with_leader_epoch(epoch),
+                )
                 .with_diverging_epoch(fetch_response::EpochEndOffset::default().with_epoch(epoch).with_end_offset(hw))
                 .with_aborted_transactions(aborted)
                 .with_preferred_read_replica(BrokerId(replica))
                 .with_records(records)
                 .with_unknown_tagged_fields(t)
         });
-    let topic = (uuid(), vec(partition, 0..3), tags(true))
-        .prop_map(|(id, partitions, t)| fetch_response::FetchableTopicResponse::default().with_topic_id(id).with_partitions(partitions).with_unknown_tagged_fields(t));
+    let topic = (uuid(), vec(partition, 0..3), tags(true)).prop_map(|(id, partitions, t)| {
+        fetch_response::FetchableTopicResponse::default()
+            .with_topic_id(id)
+            .with_partitions(partitions)
+            .with_unknown_tagged_fields(t)
+    });
     (any::<i32>(), any::<i16>(), any::<i32>(), vec(topic, 0..3), vec(endpoint, 0..4), tags(true)).prop_map(
         |(throttle, e, session, responses, endpoints, t)| {
             FetchResponse::default()
@@ -384,9 +480,21 @@ enum Exchange {
 
 fn exchange() -> impl Strategy<Value = Exchange> {
     // API keys that carry no address at any version, and vendor keys.
-    let forwarded = (prop_oneof![Just(2i16), Just(8), Just(9), Just(11), Just(12), Just(19), Just(10_007)], 0..10i16, vec(any::<u8>(), 0..200), vec(any::<u8>(), 0..3000))
-        .prop_map(|(api_key, version, request_body, response_body)| Exchange::Forwarded { api_key, version, request_body, response_body });
-    let metadata = (0..=13i16).prop_flat_map(|v| (Just(v), metadata(v))).prop_map(|(version, response)| Exchange::Metadata { version, response });
+    let forwarded = (
+        prop_oneof![Just(2i16), Just(8), Just(9), Just(11), Just(12), Just(19), Just(10_007)],
+        0..10i16,
+        vec(any::<u8>(), 0..200),
+        vec(any::<u8>(), 0..3000),
+    )
+        .prop_map(|(api_key, version, request_body, response_body)| Exchange::Forwarded {
+            api_key,
+            version,
+            request_body,
+            response_body,
+        });
+    let metadata = (0..=13i16)
+        .prop_flat_map(|v| (Just(v), metadata(v)))
+        .prop_map(|(version, response)| Exchange::Metadata { version, response });
     prop_oneof![3 => forwarded, 1 => metadata]
 }
 
@@ -415,7 +523,9 @@ async fn run_through_proxy(exchanges: &[Exchange], pieces: &[usize], pipe: usize
         .iter()
         .enumerate()
         .flat_map(|(i, e)| match e {
-            Exchange::Forwarded { api_key, version, request_body, .. } => request(*api_key, *version, i as i32, request_body),
+            Exchange::Forwarded { api_key, version, request_body, .. } => {
+                request(*api_key, *version, i as i32, request_body)
+            }
             Exchange::Metadata { version, .. } => request(3, *version, i as i32, &[]),
         })
         .collect();
@@ -448,7 +558,8 @@ async fn run_through_proxy(exchanges: &[Exchange], pieces: &[usize], pipe: usize
         bwr.shutdown().await.unwrap(); // the proxy ends when the broker closes
     };
     let client_reads = async { crd.read_to_end(&mut back).await.unwrap() };
-    let (result, _, _, _) = tokio::join!(proxy(prd, pwr, urd, uwr, limits, &names, None), client_sends, broker_side, client_reads);
+    let (result, _, _, _) =
+        tokio::join!(proxy(prd, pwr, urd, uwr, limits, &names, None), client_sends, broker_side, client_reads);
     assert!(result.is_ok(), "{result:?}");
     (received, back)
 }

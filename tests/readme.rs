@@ -1,8 +1,8 @@
 //! The README's recipes give exactly the names of TiDB Cloud's guides (../shared/seeds), and its
 //! configuration reference is a valid configuration.
 
-use kafka_gateway::topology::advertised_address;
 use kafka_gateway::Config;
+use kafka_gateway::topology::advertised_address;
 
 fn readme() -> String {
     std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap()

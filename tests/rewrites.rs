@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use kafka_gateway::config::HostPort;
-use kafka_gateway::rewrite::api_versions::{limit, UNSUPPORTED_VERSION};
+use kafka_gateway::rewrite::api_versions::{UNSUPPORTED_VERSION, limit};
 use kafka_gateway::upstream::Connection;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
@@ -98,7 +98,8 @@ async fn metadata_v0_to_v12_from_the_mock_cluster_names_every_broker_by_the_patt
     for version in 0..=12 {
         // An empty list asks for every topic in v0 and for none from v1: both shapes are covered.
         let request = MetadataRequest::default().with_topics(Some(vec![]));
-        let (direct, via) = both::<_, MetadataResponse>(&rig.direct, &rig.via, ApiKey::Metadata, version, &request).await;
+        let (direct, via) =
+            both::<_, MetadataResponse>(&rig.direct, &rig.via, ApiKey::Metadata, version, &request).await;
         assert_eq!(direct.brokers.len(), 3, "v{version}");
         assert_eq!(via, expected_metadata(direct, rig.base, aws_name), "v{version}");
         if version >= 1 {
@@ -114,7 +115,8 @@ async fn metadata_from_tansu_at_every_version_it_speaks() {
     let rig = before_tansu(&tansu).await;
     for version in 0..=12 {
         let request = MetadataRequest::default().with_topics(Some(vec![]));
-        let (direct, via) = both::<_, MetadataResponse>(&rig.direct, &rig.via, ApiKey::Metadata, version, &request).await;
+        let (direct, via) =
+            both::<_, MetadataResponse>(&rig.direct, &rig.via, ApiKey::Metadata, version, &request).await;
         assert_eq!(via, expected_metadata(direct, rig.base, gcp_name), "v{version}");
         assert_eq!(via.brokers[0].host.as_str(), "b111.xyz.us-west1.gcp.3199745.tidbcloud.com");
     }
@@ -192,7 +194,8 @@ async fn api_versions_from_tansu_are_limited_as_the_table_says_and_otherwise_unc
         let mut expected = direct.clone();
         limit(&mut expected.api_keys);
         assert_eq!(via, expected, "v{version}");
-        let range = |key: ApiKey| via.api_keys.iter().find(|k| k.api_key == key as i16).map(|k| (k.min_version, k.max_version));
+        let range =
+            |key: ApiKey| via.api_keys.iter().find(|k| k.api_key == key as i16).map(|k| (k.min_version, k.max_version));
         // tansu offers Produce v0-v11 and Fetch v0-v17, all of which the gateway rewrites.
         assert_eq!(range(ApiKey::Produce), Some((0, 11)), "v{version}");
         assert_eq!(range(ApiKey::Fetch), Some((0, 17)), "v{version}");

@@ -48,10 +48,9 @@ fn every_invalid_file_is_refused_naming_its_key() {
 
 #[test]
 fn the_design_card_example_means_what_it_says() {
-    let text = fs::read_to_string(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/configs/valid/design-card.toml"),
-    )
-    .unwrap();
+    let text =
+        fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/configs/valid/design-card.toml"))
+            .unwrap();
     let config = Config::from_toml(&text).unwrap();
     assert_eq!(config.max_frame_bytes, 100 * 1024 * 1024);
     assert_eq!(config.tcp_keepalive, Some(Duration::from_secs(60)));
@@ -80,10 +79,9 @@ fn ports_beyond_65535_and_negative_ids_are_errors() {
 
 #[test]
 fn discovered_node_ids_can_collide_with_the_bootstrap_port() {
-    let text = fs::read_to_string(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/configs/valid/aws-per-az.toml"),
-    )
-    .unwrap();
+    let text =
+        fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/configs/valid/aws-per-az.toml"))
+            .unwrap();
     let config = Config::from_toml(&text).unwrap();
     config.check_ports(&BTreeSet::from([1, 2, 3])).unwrap();
     // Node 0 would listen on 9092 + 0, the bootstrap port.
@@ -137,7 +135,9 @@ fn a_missing_config_file_and_a_malformed_flag_are_named() {
         assert_eq!(err.key, "--config");
         let err = Config::load(None, &["listeners.t.bind".into()]).unwrap_err();
         assert_eq!(err.key, "--set");
-        let err = Config::load(None, &["upstream.bootstrap_servers=k:1".into(), "listeners.t.broker_port_base=x".into()]).unwrap_err();
+        let err =
+            Config::load(None, &["upstream.bootstrap_servers=k:1".into(), "listeners.t.broker_port_base=x".into()])
+                .unwrap_err();
         assert_eq!(err.key, "listeners.t.broker_port_base");
         assert!(err.reason.ends_with("(from --set)"), "{err}");
         Ok(())

@@ -13,8 +13,8 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::Message;
 
-use super::walk::{malformed, put_array_len, put_uvarint, Cursor, Splice};
-use super::{encode, Response, RewriteError};
+use super::walk::{Cursor, Splice, malformed, put_array_len, put_uvarint};
+use super::{Response, RewriteError, encode};
 use crate::frame::SIZE_LEN;
 
 /// UNSUPPORTED_VERSION.
@@ -42,11 +42,27 @@ const fn upto(key: ApiKey, max: i16, why: &'static str) -> Limit {
 /// What clients may negotiate through the gateway. Everything not listed passes untouched.
 pub const LIMITS: &[Limit] = &[
     upto(ApiKey::Metadata, MetadataResponse::VERSIONS.max, "rewritten up to the newest version the gateway decodes"),
-    upto(ApiKey::FindCoordinator, FindCoordinatorResponse::VERSIONS.max, "rewritten up to the newest version the gateway decodes"),
-    upto(ApiKey::DescribeCluster, DescribeClusterResponse::VERSIONS.max, "rewritten up to the newest version the gateway decodes"),
+    upto(
+        ApiKey::FindCoordinator,
+        FindCoordinatorResponse::VERSIONS.max,
+        "rewritten up to the newest version the gateway decodes",
+    ),
+    upto(
+        ApiKey::DescribeCluster,
+        DescribeClusterResponse::VERSIONS.max,
+        "rewritten up to the newest version the gateway decodes",
+    ),
     upto(ApiKey::ApiVersions, ApiVersionsResponse::VERSIONS.max, "edited up to the newest version the gateway decodes"),
-    upto(ApiKey::Produce, ProduceResponse::VERSIONS.max, "v10+ node_endpoints rewritten up to the newest version the gateway decodes"),
-    upto(ApiKey::Fetch, FetchResponse::VERSIONS.max, "v16+ node_endpoints rewritten up to the newest version the gateway decodes"),
+    upto(
+        ApiKey::Produce,
+        ProduceResponse::VERSIONS.max,
+        "v10+ node_endpoints rewritten up to the newest version the gateway decodes",
+    ),
+    upto(
+        ApiKey::Fetch,
+        FetchResponse::VERSIONS.max,
+        "v16+ node_endpoints rewritten up to the newest version the gateway decodes",
+    ),
     upto(ApiKey::DescribeQuorum, 1, "v2+ responses carry the controllers' listeners"),
     Limit { key: ApiKey::ShareFetch, versions: None, why: "responses carry node_endpoints" },
     Limit { key: ApiKey::ShareAcknowledge, versions: None, why: "responses carry node_endpoints" },
@@ -129,8 +145,10 @@ pub type Range = (i16, i16, i16);
 /// The error code and (key, min, max) entries of an answer, for the gateway's own client.
 pub fn read(frame: &[u8], version: i16) -> Result<(i16, Vec<Range>), RewriteError> {
     let kip_511 = is_kip_511(frame);
-    let (_, entries, _) = walk(frame, !kip_511 && version >= 3).ok_or_else(|| malformed(NAME, version, "truncated api_keys"))?;
-    let error_code = if kip_511 { UNSUPPORTED_VERSION } else { i16::from_be_bytes([frame[SIZE_LEN + 4], frame[SIZE_LEN + 5]]) };
+    let (_, entries, _) =
+        walk(frame, !kip_511 && version >= 3).ok_or_else(|| malformed(NAME, version, "truncated api_keys"))?;
+    let error_code =
+        if kip_511 { UNSUPPORTED_VERSION } else { i16::from_be_bytes([frame[SIZE_LEN + 4], frame[SIZE_LEN + 5]]) };
     Ok((error_code, entries.into_iter().map(|(k, min, max, _)| (k, min, max)).collect()))
 }
 
@@ -151,8 +169,13 @@ pub(super) fn rewrite(version: i16, frame: Bytes) -> Result<Bytes, RewriteError>
         .iter()
         .filter_map(|(key, min, max, tags)| limited(*key, *min, *max).map(|(lo, hi)| (*key, lo, hi, tags.clone())))
         .collect();
-    let entries_changed = kept.len() != entries.len() || kept.iter().zip(&entries).any(|(k, e)| (k.1, k.2) != (e.1, e.2));
-    let tail = if flexible { canonical_tags(&frame, c.pos).ok_or_else(|| malformed(NAME, version, "truncated tagged fields"))? } else { None };
+    let entries_changed =
+        kept.len() != entries.len() || kept.iter().zip(&entries).any(|(k, e)| (k.1, k.2) != (e.1, e.2));
+    let tail = if flexible {
+        canonical_tags(&frame, c.pos).ok_or_else(|| malformed(NAME, version, "truncated tagged fields"))?
+    } else {
+        None
+    };
     if !entries_changed && tail.is_none() {
         return Ok(frame);
     }
@@ -219,12 +242,9 @@ fn canonical_tags(frame: &[u8], at: usize) -> Option<Option<(BytesMut, usize)>> 
 /// layout, naming the newest ApiVersions version the gateway knows, so the client retries with it.
 pub fn fallback(correlation_id: i32) -> BytesMut {
     let max = ApiVersionsResponse::VERSIONS.max;
-    let message = ApiVersionsResponse::default()
-        .with_error_code(UNSUPPORTED_VERSION)
-        .with_api_keys(vec![ApiVersion::default()
-            .with_api_key(ApiKey::ApiVersions as i16)
-            .with_min_version(0)
-            .with_max_version(max)]);
+    let message = ApiVersionsResponse::default().with_error_code(UNSUPPORTED_VERSION).with_api_keys(vec![
+        ApiVersion::default().with_api_key(ApiKey::ApiVersions as i16).with_min_version(0).with_max_version(max),
+    ]);
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
     encode(&header, &message, 0, &[]).expect("a v0 ApiVersions response always encodes")
 }

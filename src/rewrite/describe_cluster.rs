@@ -4,7 +4,7 @@
 use bytes::{BufMut, Bytes};
 use kafka_protocol::messages::DescribeClusterResponse;
 
-use super::walk::{malformed, put_array_len, put_string, Cursor, Splice};
+use super::walk::{Cursor, Splice, malformed, put_array_len, put_string};
 use super::{Advertise, Named, Rack, Response, RewriteError, Rewritten};
 
 const NAME: &str = "DescribeCluster";

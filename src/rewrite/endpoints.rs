@@ -8,7 +8,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{fetch_response, produce_response};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
-use super::walk::{put_uvarint, Cursor};
+use super::walk::{Cursor, put_uvarint};
 use super::{Advertise, Named, Rack, RewriteError, Rewritten};
 use crate::frame::SIZE_LEN;
 
@@ -24,7 +24,12 @@ macro_rules! endpoint {
     ($t:ty) => {
         impl Endpoint for $t {
             fn named(&self) -> Named<'_> {
-                Named { node_id: self.node_id.0, host: &self.host, port: self.port, rack: Rack::Reported(self.rack.as_deref()) }
+                Named {
+                    node_id: self.node_id.0,
+                    host: &self.host,
+                    port: self.port,
+                    rack: Rack::Reported(self.rack.as_deref()),
+                }
             }
             fn set(&mut self, host: StrBytes, port: i32) {
                 (self.host, self.port) = (host, port);
@@ -73,13 +78,18 @@ pub(super) fn rewrite<E: Endpoint>(
     tags.put_slice(&frame[c.pos..]);
 
     let body = frame.slice(SIZE_LEN..tags_at);
-    let size = i32::try_from(body.len() + tags.len())
-        .map_err(|e| RewriteError::Encode { api, version, source: e.into() })?;
+    let size =
+        i32::try_from(body.len() + tags.len()).map_err(|e| RewriteError::Encode { api, version, source: e.into() })?;
     Ok(Rewritten::from(vec![Bytes::copy_from_slice(&size.to_be_bytes()), body, tags.freeze()]))
 }
 
 /// Rewrites the compact array of endpoints that is tag 0's value.
-fn endpoints<E: Endpoint>(api: &'static str, version: i16, data: Bytes, adv: &dyn Advertise) -> Result<Bytes, RewriteError> {
+fn endpoints<E: Endpoint>(
+    api: &'static str,
+    version: i16,
+    data: Bytes,
+    adv: &dyn Advertise,
+) -> Result<Bytes, RewriteError> {
     let decode_err = |source| RewriteError::Decode { api, version, source };
     let mut c = Cursor::at(&data, 0);
     let count = c.compact_len().ok_or_else(|| decode_err(anyhow::anyhow!("truncated node_endpoints")))?;
@@ -95,4 +105,3 @@ fn endpoints<E: Endpoint>(api: &'static str, version: i16, data: Bytes, adv: &dy
     out.put_slice(&rest);
     Ok(out.freeze())
 }
-

@@ -2,8 +2,8 @@
 //! file only knows how to walk a Fetch body without reading its records.
 
 use bytes::Bytes;
-use kafka_protocol::messages::fetch_response::NodeEndpoint;
 use kafka_protocol::messages::FetchResponse;
+use kafka_protocol::messages::fetch_response::NodeEndpoint;
 
 use super::endpoints;
 use super::walk::Cursor;

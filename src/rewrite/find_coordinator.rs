@@ -7,7 +7,7 @@ use bytes::{BufMut, Bytes};
 use kafka_protocol::messages::FindCoordinatorResponse;
 use kafka_protocol::protocol::HeaderVersion;
 
-use super::walk::{malformed, put_array_len, put_string, Cursor, Splice};
+use super::walk::{Cursor, Splice, malformed, put_array_len, put_string};
 use super::{Advertise, Named, Rack, Response, RewriteError, Rewritten};
 
 const NAME: &str = "FindCoordinator";
@@ -19,7 +19,8 @@ impl Response for FindCoordinatorResponse {
 pub(super) fn rewrite(version: i16, frame: Bytes, adv: &dyn Advertise) -> Result<Rewritten, RewriteError> {
     let bad = |what| malformed(NAME, version, what);
     let flexible = version >= 3;
-    let mut c = Cursor::after_header(&frame, FindCoordinatorResponse::header_version(version)).ok_or_else(|| bad("truncated header"))?;
+    let mut c = Cursor::after_header(&frame, FindCoordinatorResponse::header_version(version))
+        .ok_or_else(|| bad("truncated header"))?;
     if version >= 1 {
         c.skip(4).ok_or_else(|| bad("truncated throttle_time_ms"))?;
     }

@@ -5,7 +5,7 @@ use bytes::{BufMut, Bytes};
 use kafka_protocol::messages::MetadataResponse;
 use kafka_protocol::protocol::HeaderVersion;
 
-use super::walk::{malformed, put_array_len, put_string, Cursor, Splice};
+use super::walk::{Cursor, Splice, malformed, put_array_len, put_string};
 use super::{Address, Advertise, Named, Rack, Response, RewriteError, Rewritten};
 
 const NAME: &str = "Metadata";
@@ -72,7 +72,9 @@ pub fn read(frame: &[u8], version: i16) -> Result<(Vec<Address>, Option<String>)
     let (_, entries, end) = walk(frame, version).ok_or_else(|| malformed(NAME, version, "truncated brokers"))?;
     let cluster_id = if version >= 2 {
         let mut c = Cursor::at(frame, end);
-        c.nullable_string(version >= 9).ok_or_else(|| malformed(NAME, version, "truncated cluster_id"))?.map(str::to_owned)
+        c.nullable_string(version >= 9)
+            .ok_or_else(|| malformed(NAME, version, "truncated cluster_id"))?
+            .map(str::to_owned)
     } else {
         None
     };

@@ -270,12 +270,16 @@ pub fn take_addresses(response: &mut kafka_protocol::messages::ResponseKind, ver
             .filter(|c| c.error_code == 0 && c.node_id.0 >= 0)
             .map(|c| take(c.node_id.0, &mut c.host, &mut c.port, None))
             .collect(),
-        R::Produce(m) => {
-            m.node_endpoints.iter_mut().map(|e| take(e.node_id.0, &mut e.host, &mut e.port, Some(e.rack.as_ref()))).collect()
-        }
-        R::Fetch(m) => {
-            m.node_endpoints.iter_mut().map(|e| take(e.node_id.0, &mut e.host, &mut e.port, Some(e.rack.as_ref()))).collect()
-        }
+        R::Produce(m) => m
+            .node_endpoints
+            .iter_mut()
+            .map(|e| take(e.node_id.0, &mut e.host, &mut e.port, Some(e.rack.as_ref())))
+            .collect(),
+        R::Fetch(m) => m
+            .node_endpoints
+            .iter_mut()
+            .map(|e| take(e.node_id.0, &mut e.host, &mut e.port, Some(e.rack.as_ref())))
+            .collect(),
         _ => vec![],
     }
 }

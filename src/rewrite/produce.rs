@@ -2,8 +2,8 @@
 //! to walk a Produce body, so that the usual answer, without endpoints, passes undecoded.
 
 use bytes::Bytes;
-use kafka_protocol::messages::produce_response::NodeEndpoint;
 use kafka_protocol::messages::ProduceResponse;
+use kafka_protocol::messages::produce_response::NodeEndpoint;
 
 use super::endpoints;
 use super::walk::Cursor;

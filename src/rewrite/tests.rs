@@ -5,9 +5,9 @@ use std::cell::RefCell;
 use bytes::Bytes;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::fetch_response::{self, FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::metadata_response::MetadataResponseBroker;
-use kafka_protocol::messages::fetch_response::{self, FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::produce_response::{self, PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsResponse, BrokerId, DescribeClusterResponse, FetchResponse, FindCoordinatorResponse,
@@ -15,7 +15,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Message, StrBytes};
 
-use super::api_versions::{fallback, UNSUPPORTED_VERSION};
+use super::api_versions::{UNSUPPORTED_VERSION, fallback};
 use super::*;
 
 /// Advertises broker N as `bN.example:19000+N` and remembers what it was shown.
@@ -84,12 +84,21 @@ fn find_coordinator_top_level_and_batched_forms() {
             FindCoordinatorResponse::default().with_node_id(BrokerId(2)).with_host(s("10.0.0.2")).with_port(9092)
         } else {
             FindCoordinatorResponse::default().with_coordinators(vec![
-                Coordinator::default().with_key(s("group-a")).with_node_id(BrokerId(2)).with_host(s("10.0.0.2")).with_port(9092),
+                Coordinator::default()
+                    .with_key(s("group-a"))
+                    .with_node_id(BrokerId(2))
+                    .with_host(s("10.0.0.2"))
+                    .with_port(9092),
                 // An error entry keeps node -1, empty host, port -1.
-                Coordinator::default().with_key(s("group-b")).with_node_id(BrokerId(-1)).with_port(-1).with_error_code(15),
+                Coordinator::default()
+                    .with_key(s("group-b"))
+                    .with_node_id(BrokerId(-1))
+                    .with_port(-1)
+                    .with_error_code(15),
             ])
         };
-        let out = rewrite(Rewrite::FindCoordinator, version, frame(&input, version, 1), &Fake::default()).unwrap().to_bytes();
+        let out =
+            rewrite(Rewrite::FindCoordinator, version, frame(&input, version, 1), &Fake::default()).unwrap().to_bytes();
         let output = decode::<FindCoordinatorResponse>(out, version).unwrap().message;
         if version < 4 {
             assert_eq!((output.host.as_str(), output.port), ("b2.example", 19002), "v{version}");
@@ -116,9 +125,14 @@ fn find_coordinator_errors_pass_unchanged() {
 fn describe_cluster_brokers_are_rewritten() {
     for version in 0..=DescribeClusterResponse::VERSIONS.max {
         let input = DescribeClusterResponse::default().with_cluster_id(s("c")).with_brokers(vec![
-            DescribeClusterBroker::default().with_broker_id(BrokerId(7)).with_host(s("10.0.0.7")).with_port(9092).with_rack(Some(s("r"))),
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(7))
+                .with_host(s("10.0.0.7"))
+                .with_port(9092)
+                .with_rack(Some(s("r"))),
         ]);
-        let out = rewrite(Rewrite::DescribeCluster, version, frame(&input, version, 9), &Fake::default()).unwrap().to_bytes();
+        let out =
+            rewrite(Rewrite::DescribeCluster, version, frame(&input, version, 9), &Fake::default()).unwrap().to_bytes();
         let output = decode::<DescribeClusterResponse>(out, version).unwrap().message;
         assert_eq!((output.brokers[0].host.as_str(), output.brokers[0].port), ("b7.example", 19007));
         assert_eq!(output.brokers[0].rack.as_deref(), Some("r"));
@@ -128,10 +142,9 @@ fn describe_cluster_brokers_are_rewritten() {
 
 #[test]
 fn trailing_bytes_are_carried_through_and_truncation_is_an_error() {
-    let input = MetadataResponse::default().with_brokers(vec![MetadataResponseBroker::default()
-        .with_node_id(BrokerId(1))
-        .with_host(s("10.0.0.1"))
-        .with_port(9092)]);
+    let input = MetadataResponse::default().with_brokers(vec![
+        MetadataResponseBroker::default().with_node_id(BrokerId(1)).with_host(s("10.0.0.1")).with_port(9092),
+    ]);
     let mut long = frame(&input, 12, 1).to_vec();
     long.extend([0, 7]);
     let out = rewrite(Rewrite::Metadata, 12, long.into(), &Fake::default()).unwrap().to_bytes();
@@ -157,21 +170,22 @@ fn versions_response(keys: &[(i16, i16, i16)]) -> ApiVersionsResponse {
 #[test]
 fn api_versions_are_capped_removed_or_left_alone() {
     let broker = [
-        (0, 3, 14),      // Produce from a future broker: capped at what the gateway decodes
-        (1, 4, 19),      // Fetch likewise
-        (3, 0, 14),      // Metadata from a future broker: capped at what we decode
-        (17, 0, 1),      // SaslHandshake: v0 removed
-        (18, 0, 5),      // ApiVersions
-        (55, 0, 2),      // DescribeQuorum: capped at 1
-        (78, 1, 1),      // ShareFetch: removed
-        (79, 1, 1),      // ShareAcknowledge: removed
-        (89, 0, 0),      // unknown to the gateway: untouched
-        (10_000, 0, 3),  // vendor key: untouched
-        (60, 3, 4),      // DescribeCluster only at versions we cannot rewrite: removed
+        (0, 3, 14),     // Produce from a future broker: capped at what the gateway decodes
+        (1, 4, 19),     // Fetch likewise
+        (3, 0, 14),     // Metadata from a future broker: capped at what we decode
+        (17, 0, 1),     // SaslHandshake: v0 removed
+        (18, 0, 5),     // ApiVersions
+        (55, 0, 2),     // DescribeQuorum: capped at 1
+        (78, 1, 1),     // ShareFetch: removed
+        (79, 1, 1),     // ShareAcknowledge: removed
+        (89, 0, 0),     // unknown to the gateway: untouched
+        (10_000, 0, 3), // vendor key: untouched
+        (60, 3, 4),     // DescribeCluster only at versions we cannot rewrite: removed
     ];
     for version in 0..=ApiVersionsResponse::VERSIONS.max {
         let input = versions_response(&broker).with_throttle_time_ms(if version >= 1 { 5 } else { 0 });
-        let out = rewrite(Rewrite::ApiVersions, version, frame(&input, version, 3), &Fake::default()).unwrap().to_bytes();
+        let out =
+            rewrite(Rewrite::ApiVersions, version, frame(&input, version, 3), &Fake::default()).unwrap().to_bytes();
         let output = decode::<ApiVersionsResponse>(out, version).unwrap().message;
         let got: Vec<_> = output.api_keys.iter().map(|k| (k.api_key, k.min_version, k.max_version)).collect();
         assert_eq!(
@@ -242,20 +256,21 @@ fn plans_follow_the_limits() {
 
 fn produce_response(version: i16, endpoints: bool) -> ProduceResponse {
     let partition = PartitionProduceResponse::default().with_index(2).with_error_code(6).with_base_offset(-1);
-    let topic = TopicProduceResponse::default()
-        .with_name(TopicName(s("orders")))
-        .with_partition_responses(vec![partition]);
+    let topic =
+        TopicProduceResponse::default().with_name(TopicName(s("orders"))).with_partition_responses(vec![partition]);
     let mut response = ProduceResponse::default().with_responses(vec![topic]);
     if version >= 13 {
         response.responses[0].name = TopicName(s(""));
         response.responses[0].topic_id = uuid_for_tests();
     }
     if endpoints {
-        response.node_endpoints = vec![produce_response::NodeEndpoint::default()
-            .with_node_id(BrokerId(3))
-            .with_host(s("10.0.0.3"))
-            .with_port(9092)
-            .with_rack(Some(s("us-west-2b")))];
+        response.node_endpoints = vec![
+            produce_response::NodeEndpoint::default()
+                .with_node_id(BrokerId(3))
+                .with_host(s("10.0.0.3"))
+                .with_port(9092)
+                .with_rack(Some(s("us-west-2b"))),
+        ];
     }
     response
 }

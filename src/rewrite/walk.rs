@@ -172,12 +172,25 @@ impl Splice {
     }
 
     /// Ends with `frame[from..]` as it was (the same memory), and sets the size.
-    pub(super) fn finish(mut self, frame: &Bytes, from: usize, api: &'static str, version: i16) -> Result<Rewritten, RewriteError> {
+    pub(super) fn finish(
+        mut self,
+        frame: &Bytes,
+        from: usize,
+        api: &'static str,
+        version: i16,
+    ) -> Result<Rewritten, RewriteError> {
         let rest = frame.slice(from..);
-        let size = i32::try_from(self.head.len() - SIZE_LEN + rest.len())
-            .map_err(|e| RewriteError::Encode { api, version, source: e.into() })?;
+        let size = i32::try_from(self.head.len() - SIZE_LEN + rest.len()).map_err(|e| RewriteError::Encode {
+            api,
+            version,
+            source: e.into(),
+        })?;
         self.head[..SIZE_LEN].copy_from_slice(&size.to_be_bytes());
-        Ok(if rest.is_empty() { Rewritten::from(self.head.freeze()) } else { Rewritten::from(vec![self.head.freeze(), rest]) })
+        Ok(if rest.is_empty() {
+            Rewritten::from(self.head.freeze())
+        } else {
+            Rewritten::from(vec![self.head.freeze(), rest])
+        })
     }
 }
 

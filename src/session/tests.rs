@@ -4,7 +4,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::metadata_response::MetadataResponseBroker;
 use kafka_protocol::messages::{BrokerId, MetadataResponse, ResponseHeader};
 use kafka_protocol::protocol::StrBytes;
-use tokio::io::{duplex, AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, duplex};
 use tokio::task::JoinHandle;
 
 use super::*;
@@ -120,10 +120,12 @@ async fn metadata_responses_are_rewritten_others_around_them_are_not() {
     let mut broker = r.broker;
     read_exactly(&mut broker, requests.iter().map(Vec::len).sum()).await;
 
-    let metadata = MetadataResponse::default().with_brokers(vec![MetadataResponseBroker::default()
-        .with_node_id(BrokerId(2))
-        .with_host(StrBytes::from_static_str("10.1.1.2"))
-        .with_port(9092)]);
+    let metadata = MetadataResponse::default().with_brokers(vec![
+        MetadataResponseBroker::default()
+            .with_node_id(BrokerId(2))
+            .with_host(StrBytes::from_static_str("10.1.1.2"))
+            .with_port(9092),
+    ]);
     let header = ResponseHeader::default().with_correlation_id(2);
     let mut meta_frame = rewrite::encode(&header, &metadata, 12, &[]).unwrap().to_vec();
     let before = response(1, b"first");
@@ -137,7 +139,8 @@ async fn metadata_responses_are_rewritten_others_around_them_are_not() {
     let size = i32::from_be_bytes(read_exactly(&mut client_rd, 4).await.try_into().unwrap()) as usize;
     let mut frame = size.to_be_bytes()[4..].to_vec();
     frame.extend(read_exactly(&mut client_rd, size).await);
-    let rewrite::Decoded { header: h, message: m, .. } = rewrite::decode::<MetadataResponse>(Bytes::from(frame), 12).unwrap();
+    let rewrite::Decoded { header: h, message: m, .. } =
+        rewrite::decode::<MetadataResponse>(Bytes::from(frame), 12).unwrap();
     assert_eq!(h.correlation_id, 2);
     assert_eq!((m.brokers[0].host.as_str(), m.brokers[0].port), ("b2.example", 19002));
     assert_eq!(read_exactly(&mut client_rd, after.len()).await, after);

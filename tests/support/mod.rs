@@ -6,8 +6,8 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use kafka_gateway::config::HostPort;
@@ -217,10 +217,14 @@ pub struct Tansu {
 
 impl Tansu {
     pub fn start() -> Self {
-        let bin = std::env::var_os("TANSU").map(PathBuf::from).unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".tools/bin/tansu")
-        });
-        assert!(bin.is_file(), "{} is missing: run scripts/test-tools first (the README's test command does)", bin.display());
+        let bin = std::env::var_os("TANSU")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".tools/bin/tansu"));
+        assert!(
+            bin.is_file(),
+            "{} is missing: run scripts/test-tools first (the README's test command does)",
+            bin.display()
+        );
         let port = free_ports(0);
         let url = format!("tcp://127.0.0.1:{port}");
         let child = Command::new(&bin)
@@ -316,7 +320,7 @@ async fn fake_connection(
     nodes: Arc<std::sync::Mutex<Vec<FakeNode>>>,
     received: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
 ) {
-    use kafka_gateway::rewrite::{encode, Response};
+    use kafka_gateway::rewrite::{Response, encode};
     use kafka_protocol::messages::api_versions_response::ApiVersion;
     use kafka_protocol::messages::metadata_response::MetadataResponseBroker;
     use kafka_protocol::messages::*;
@@ -339,8 +343,9 @@ async fn fake_connection(
         received.lock().unwrap().push(whole);
         let reply = match key {
             18 => {
-                let keys = [(3, 0, 12), (18, 0, 3), (10_001, 0, 0)]
-                    .map(|(k, min, max)| ApiVersion::default().with_api_key(k).with_min_version(min).with_max_version(max));
+                let keys = [(3, 0, 12), (18, 0, 3), (10_001, 0, 0)].map(|(k, min, max)| {
+                    ApiVersion::default().with_api_key(k).with_min_version(min).with_max_version(max)
+                });
                 frame(&ApiVersionsResponse::default().with_api_keys(keys.to_vec()), version.min(3), correlation_id)
             }
             3 => {
@@ -356,7 +361,9 @@ async fn fake_connection(
                             .with_rack(rack.clone().map(StrBytes::from_string))
                     })
                     .collect();
-                let m = MetadataResponse::default().with_brokers(brokers).with_cluster_id(Some(StrBytes::from_static_str("fake")));
+                let m = MetadataResponse::default()
+                    .with_brokers(brokers)
+                    .with_cluster_id(Some(StrBytes::from_static_str("fake")));
                 frame(&m, version, correlation_id)
             }
             _ => {
