@@ -303,6 +303,24 @@ fn mb_per_s(messages: usize, elapsed: Duration) -> f64 {
     (messages * MESSAGE) as f64 / 1e6 / elapsed.as_secs_f64()
 }
 
+/// An acks=1 Produce request of one batch of `records` to partition 0 of `topic` (led by broker 1).
+fn produce_request(topic: &str, records: &[Record]) -> ProduceRequest {
+    let mut batch = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut batch,
+        records,
+        &RecordEncodeOptions { version: 2, compression: Compression::None },
+    )
+    .unwrap();
+    ProduceRequest::default().with_acks(1).with_timeout_ms(5000).with_topic_data(vec![
+        produce_request::TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
+            .with_partition_data(vec![
+                produce_request::PartitionProduceData::default().with_index(0).with_records(Some(batch.freeze())),
+            ]),
+    ])
+}
+
 /// A record of a batch, without key or headers.
 fn record(offset: i64, value: Bytes) -> Record {
     Record {
@@ -329,20 +347,7 @@ fn record(offset: i64, value: Bytes) -> Record {
 async fn produce_pipelined(broker_1: &HostPort, topic: &str, bytes: usize) -> f64 {
     let value = Bytes::from(vec![b'b'; MESSAGE]);
     let batch: Vec<Record> = (0..256).map(|i| record(i, value.clone())).collect();
-    let mut records = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut records,
-        &batch,
-        &RecordEncodeOptions { version: 2, compression: Compression::None },
-    )
-    .unwrap();
-    let request = ProduceRequest::default().with_acks(1).with_timeout_ms(5000).with_topic_data(vec![
-        produce_request::TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
-            .with_partition_data(vec![
-                produce_request::PartitionProduceData::default().with_index(0).with_records(Some(records.freeze())),
-            ]),
-    ]);
+    let request = produce_request(topic, &batch);
     // Every request may carry the same correlation id: responses come back in order.
     let mut frame = BytesMut::new();
     frame.put_i32(0);
@@ -382,21 +387,7 @@ async fn produce_pipelined(broker_1: &HostPort, topic: &str, bytes: usize) -> f6
 /// records each round trip.
 async fn produce_latency(broker_1: &HostPort, topic: &str, n: usize) -> Histogram<u64> {
     let record = record(0, Bytes::from_static(&[b'l'; 100]));
-    let mut records = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut records,
-        [&record],
-        &RecordEncodeOptions { version: 2, compression: Compression::None },
-    )
-    .unwrap();
-    // Partition 0's leader is broker 1.
-    let request = ProduceRequest::default().with_acks(1).with_timeout_ms(5000).with_topic_data(vec![
-        produce_request::TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
-            .with_partition_data(vec![
-                produce_request::PartitionProduceData::default().with_index(0).with_records(Some(records.freeze())),
-            ]),
-    ]);
+    let request = produce_request(topic, &[record]);
     let mut conn = Connection::open(broker_1, Duration::from_secs(10)).await.unwrap();
     let mut histogram = Histogram::<u64>::new(3).unwrap();
     for i in 0..n + n / 10 {
