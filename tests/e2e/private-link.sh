@@ -78,8 +78,12 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-# Runs a command on the server side (the kafka namespace, or this host).
-on_server() { if [ -n "$SERVER_NS" ]; then ip netns exec "$SERVER_NS" "$@"; else "$@"; fi; }
+# Runs a command on the server side (the kafka namespace, or this host). A prefix rather than only a
+# function, so that a background server started with it is itself the job whose pid cleanup kills
+# (`ip netns exec` execs the command; a function in the background would be a subshell around it).
+SERVER_EXEC=()
+[ -n "$SERVER_NS" ] && SERVER_EXEC=(ip netns exec "$SERVER_NS")
+on_server() { "${SERVER_EXEC[@]}" "$@"; }
 on_client() { ip netns exec "$CLIENT_NS" "$@"; }
 
 say "the private link: client namespace $CLIENT_NS ($CLIENT_IP) reaches only $SERVER_IP"
@@ -97,7 +101,7 @@ on_client ip link set lo up
 
 if [ -z "$CONFIG" ]; then
     say "the demo cluster in $SERVER_NS"
-    on_server "$DEMO" --cluster-only > "$WORK/cluster.out" 2> "$WORK/cluster.log" &
+    "${SERVER_EXEC[@]}" "$DEMO" --cluster-only > "$WORK/cluster.out" 2> "$WORK/cluster.log" &
     PIDS+=($!)
     for _ in $(seq 100); do grep -q '^bootstrap ' "$WORK/cluster.out" 2>/dev/null && break; sleep 0.1; done
     UPSTREAM=$(sed -n 's/^bootstrap //p' "$WORK/cluster.out")
@@ -133,7 +137,8 @@ BOOTSTRAP=$SERVER_IP:$BOOTSTRAP_PORT
 
 say "the gateway, listening on $SERVER_IP"
 # shellcheck disable=SC2086 # SERVE is a command line
-on_server $SERVE --config "$CONFIG" "${BIND_OVERRIDES[@]}" > "$WORK/gateway.log" 2>&1 &
+# shellcheck disable=SC2086 # SERVE is a command line
+"${SERVER_EXEC[@]}" $SERVE --config "$CONFIG" "${BIND_OVERRIDES[@]}" > "$WORK/gateway.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 100); do on_client bash -c ">/dev/tcp/$SERVER_IP/$BOOTSTRAP_PORT" 2>/dev/null && break; sleep 0.1; done
 on_client bash -c ">/dev/tcp/$SERVER_IP/$BOOTSTRAP_PORT" 2>/dev/null || die "no gateway on $BOOTSTRAP: $(cat "$WORK/gateway.log")"
