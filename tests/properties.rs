@@ -5,6 +5,8 @@
 //! 3. frames split at arbitrary chunk boundaries are read identically;
 //! 4. arbitrary bytes never panic.
 
+mod support;
+
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
@@ -19,6 +21,7 @@ use kafka_protocol::protocol::StrBytes;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
+use support::request_frame;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn config() -> Config {
@@ -456,20 +459,6 @@ proptest! {
 
 // ---- property 3: chunk boundaries do not matter; with 2, unrewritten traffic is untouched --------
 
-/// A request frame for `api_key` at `version` with an arbitrary body.
-fn request(api_key: i16, version: i16, correlation_id: i32, body: &[u8]) -> Vec<u8> {
-    let mut f = vec![0; 4];
-    f.extend(api_key.to_be_bytes());
-    f.extend(version.to_be_bytes());
-    f.extend(correlation_id.to_be_bytes());
-    f.extend(2i16.to_be_bytes());
-    f.extend(b"pt");
-    f.extend(body);
-    let size = (f.len() - 4) as i32;
-    f[..4].copy_from_slice(&size.to_be_bytes());
-    f
-}
-
 /// One exchange: a request that is forwarded, and its response, which is either forwarded
 /// (arbitrary bytes) or a Metadata answer the gateway rewrites.
 #[derive(Debug, Clone)]
@@ -524,9 +513,9 @@ async fn run_through_proxy(exchanges: &[Exchange], pieces: &[usize], pipe: usize
         .enumerate()
         .flat_map(|(i, e)| match e {
             Exchange::Forwarded { api_key, version, request_body, .. } => {
-                request(*api_key, *version, i as i32, request_body)
+                request_frame(*api_key, *version, i as i32, request_body)
             }
-            Exchange::Metadata { version, .. } => request(3, *version, i as i32, &[]),
+            Exchange::Metadata { version, .. } => request_frame(3, *version, i as i32, &[]),
         })
         .collect();
     let responses: Vec<u8> = exchanges
