@@ -1,14 +1,16 @@
 //! End to end: a real client (librdkafka through the `rdkafka` crate, and a raw client for request
 //! latency) against a real 3-broker cluster (librdkafka's mock cluster), through (a) a direct
-//! connection and (b) the gateway (the release binary, its own process), alternating in one run.
+//! connection, (b) the gateway (the release binary, its own process) and, when given, (c) another
+//! Kafka proxy, taken in turn in one run.
 //!
-//! `scripts/bench` (or `cargo bench --bench e2e -- [--rounds N] [--messages N] [--latency N]`)
+//! `scripts/bench` (or `cargo bench --bench e2e -- [--rounds N] [--messages N] [--latency N]
+//! [--other-proxy COMMAND]`)
 //!
 //! Reports medians over the rounds: produce and consume throughput (MB/s, ratio to direct), the
 //! latency of small acks=1 Produce requests sent one at a time (p50/p99/p999, and the difference to
 //! direct, beside what a plain TCP relay adds: the floor of any user-space proxy on the machine),
-//! the throughput of pipelined Produce requests on one connection (direct, relay, gateway), the
-//! gateway's CPU seconds per GB moved in the bulk phases, and its peak RSS.
+//! the throughput of pipelined Produce requests on one connection, each proxy's CPU seconds per GB
+//! moved in the bulk phases, and its peak RSS.
 
 use std::io::Write as _;
 use std::process::{Child, Command, Stdio};
@@ -31,7 +33,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[derive(Parser)]
 struct Args {
-    /// Rounds of (direct, gateway); the order alternates every round.
+    /// Rounds of every path; the order rotates every round.
     #[arg(long, default_value_t = 5)]
     rounds: usize,
     /// 1 KB messages produced, then consumed, per path and round.
@@ -40,6 +42,19 @@ struct Args {
     /// Produce requests sent one at a time per path and round, for latency.
     #[arg(long, default_value_t = 20_000)]
     latency: usize,
+    /// Another Kafka proxy to measure beside the gateway: a shell command in which {broker1},
+    /// {broker2} and {broker3} are the mock brokers' addresses and {port1}, {port2} and {port3} the
+    /// loopback ports it must listen on for each of them (broker 1's is the clients' bootstrap).
+    #[arg(long, value_name = "COMMAND")]
+    other_proxy: Option<String>,
+    /// What to call the other proxy in the report.
+    #[arg(long, default_value = "other")]
+    other_name: String,
+    /// The highest Metadata version the cluster offers, for every path of the run. librdkafka's
+    /// mock writes a stray byte after Metadata v9+ responses, which proxies that decode strictly
+    /// (kafka-proxy) refuse; 8 lets them take part.
+    #[arg(long, value_name = "VERSION")]
+    metadata_max_version: Option<i16>,
     /// Accepted and ignored: `cargo bench` passes it to every bench target.
     #[arg(long, hide = true)]
     bench: bool,
@@ -74,19 +89,53 @@ fn relay(port: u16, target: String) {
 /// round are spread over enough partitions to be consumed whole.
 const PARTITIONS: i32 = 30;
 const MESSAGE: usize = 1024;
+/// The gateway's bootstrap port; broker N's is PORT_BASE + N.
 const PORT_BASE: u16 = 39_500;
+/// The other proxy's port for broker N is OTHER_PORT_BASE + N.
+const OTHER_PORT_BASE: u16 = 39_600;
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Path {
-    Direct,
-    Gateway,
-}
-
-#[derive(Default)]
-struct Samples {
+/// One way from the client to the cluster, and what was measured on it.
+struct Path {
+    name: String,
+    /// The bootstrap servers librdkafka is given, for the bulk phases; `None` for the plain relay,
+    /// which reaches broker 1 only.
+    bootstrap: Option<String>,
+    /// Where the latency and pipelined requests go: broker 1, by this path.
+    broker_1: HostPort,
+    /// The proxy's process, whose CPU and memory are reported; `None` for the direct path.
+    proxy: Option<Proxy>,
     produce: Vec<f64>,
     consume: Vec<f64>,
+    pipelined: Vec<f64>,
     latency: Vec<Histogram<u64>>,
+    /// Proxy CPU spent and bytes moved in the bulk phases.
+    cpu: Duration,
+    bytes: u64,
+}
+
+impl Path {
+    fn new(name: &str, bootstrap: Option<String>, broker_1: HostPort, proxy: Option<Proxy>) -> Self {
+        Self {
+            name: name.to_owned(),
+            bootstrap,
+            broker_1,
+            proxy,
+            produce: Vec::new(),
+            consume: Vec::new(),
+            pipelined: Vec::new(),
+            latency: Vec::new(),
+            cpu: Duration::ZERO,
+            bytes: 0,
+        }
+    }
+
+    fn proxy_cpu(&self) -> Duration {
+        self.proxy.as_ref().map_or(Duration::ZERO, Proxy::cpu)
+    }
+}
+
+fn loopback(port: u16) -> HostPort {
+    HostPort { host: "127.0.0.1".into(), port }
 }
 
 fn main() {
@@ -95,99 +144,91 @@ fn main() {
         return relay(relay_args[0].parse().unwrap(), relay_args[1].clone());
     }
     let mock = MockCluster::new(3).expect("a mock cluster");
-    let direct_bootstrap = mock.bootstrap_servers();
-    let gateway = Gateway::start(&direct_bootstrap);
-    let paths = [(Path::Direct, direct_bootstrap.clone()), (Path::Gateway, format!("127.0.0.1:{PORT_BASE}"))];
-    // Broker 1, directly and through its gateway port: the target of the latency requests.
-    let broker_1 = [
-        (Path::Direct, HostPort::parse(direct_bootstrap.split(',').next().unwrap()).unwrap()),
-        (Path::Gateway, HostPort { host: "127.0.0.1".into(), port: PORT_BASE + 1 }),
-    ];
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let mut relay = Command::new(std::env::current_exe().unwrap())
-        .args(["--relay", &RELAY_PORT.to_string(), &broker_1[0].1.to_string()])
-        .spawn()
-        .unwrap();
-    let relay_addr = HostPort { host: "127.0.0.1".into(), port: RELAY_PORT };
-    while std::net::TcpStream::connect(("127.0.0.1", RELAY_PORT)).is_err() {
-        std::thread::sleep(Duration::from_millis(20));
+    if let Some(max) = args.metadata_max_version {
+        mock.apiversion(rdkafka::types::RDKafkaApiKey::Metadata, Some(0), Some(max)).unwrap();
     }
-    // The latency phase's three paths to broker 1: direct, through the plain relay, through the gateway.
-    let latency_paths = [&broker_1[0].1, &relay_addr, &broker_1[1].1];
-    let mut latency: [Vec<Histogram<u64>>; 3] = Default::default();
-    let mut pipelined: [Vec<f64>; 3] = Default::default();
-
-    let mut direct = Samples::default();
-    let mut through = Samples::default();
-    let (mut gateway_cpu, mut gateway_bytes) = (Duration::ZERO, 0u64);
+    let direct_bootstrap = mock.bootstrap_servers();
+    let brokers: Vec<&str> = direct_bootstrap.split(',').collect();
+    let mut paths = vec![
+        Path::new("direct", Some(direct_bootstrap.clone()), HostPort::parse(brokers[0]).unwrap(), None),
+        Path::new("relay", None, loopback(RELAY_PORT), Some(Proxy::relay(brokers[0]))),
+        Path::new(
+            "gateway",
+            Some(format!("127.0.0.1:{PORT_BASE}")),
+            loopback(PORT_BASE + 1),
+            Some(Proxy::gateway(&direct_bootstrap)),
+        ),
+    ];
+    if let Some(command) = &args.other_proxy {
+        let proxy = Proxy::other(command, &brokers);
+        let bootstrap = format!("127.0.0.1:{}", OTHER_PORT_BASE + 1);
+        paths.push(Path::new(&args.other_name, Some(bootstrap), loopback(OTHER_PORT_BASE + 1), Some(proxy)));
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     println!(
         "{} rounds, {} × {MESSAGE} B messages, {} latency requests per path and round",
         args.rounds, args.messages, args.latency
     );
     for round in 0..args.rounds {
-        let order: Vec<usize> = if round % 2 == 0 { vec![0, 1] } else { vec![1, 0] };
-        for i in order {
-            let (path, bootstrap) = &paths[i];
-            let topic = format!("bench-{round}-{path:?}");
+        // Every phase takes the paths in an order that rotates every round, so that none of them
+        // always follows the same one.
+        let order: Vec<usize> = (0..paths.len()).map(|k| (round + k) % paths.len()).collect();
+        for &i in &order {
+            let path = &mut paths[i];
+            let Some(bootstrap) = path.bootstrap.clone() else { continue };
+            let topic = format!("bench-{round}-{}", path.name);
             mock.create_topic(&topic, PARTITIONS, 1).unwrap();
             for p in 0..PARTITIONS {
                 mock.partition_leader(&topic, p, Some(p % 3 + 1)).unwrap();
             }
-            let cpu_before = gateway.cpu();
-            let produce = produce_throughput(bootstrap, &topic, args.messages);
-            let consume = consume_throughput(bootstrap, &topic, args.messages);
-            if *path == Path::Gateway {
-                gateway_cpu += gateway.cpu() - cpu_before;
-                gateway_bytes += 2 * (args.messages * MESSAGE) as u64;
-            }
-            println!("round {round} {:<8} produce {produce:7.1} MB/s  consume {consume:7.1} MB/s", format!("{path:?}"));
-            let samples = if *path == Path::Direct { &mut direct } else { &mut through };
-            samples.produce.push(produce);
-            samples.consume.push(consume);
+            let cpu_before = path.proxy_cpu();
+            let produce = produce_throughput(&bootstrap, &topic, args.messages);
+            let consume = consume_throughput(&bootstrap, &topic, args.messages);
+            path.cpu += path.proxy_cpu() - cpu_before;
+            path.bytes += 2 * (args.messages * MESSAGE) as u64;
+            println!("round {round} {:<12} produce {produce:7.1} MB/s  consume {consume:7.1} MB/s", path.name);
+            path.produce.push(produce);
+            path.consume.push(consume);
         }
-        // Latency in a phase of its own, each path in turn (the order rotates every round), so
-        // that none of them follows a bulk phase the others do not.
+        // Latency in a phase of its own, so that no path's requests follow a bulk phase the
+        // others do not.
         let topic = format!("latency-{round}");
         mock.create_topic(&topic, 1, 1).unwrap();
         mock.partition_leader(&topic, 0, Some(1)).unwrap();
         let mut line = format!("round {round} latency p50/p99 µs:");
-        for k in 0..3 {
-            let i = (round + k) % 3;
-            let histogram = runtime.block_on(produce_latency(latency_paths[i], &topic, args.latency));
+        for &i in &order {
+            let path = &mut paths[i];
+            let histogram = runtime.block_on(produce_latency(&path.broker_1, &topic, args.latency));
             line += &format!(
                 "  {} {:.1}/{:.1}",
-                ["direct", "relay", "gateway"][i],
+                path.name,
                 histogram.value_at_quantile(0.5) as f64 / 1000.0,
                 histogram.value_at_quantile(0.99) as f64 / 1000.0
             );
-            latency[i].push(histogram);
+            path.latency.push(histogram);
         }
         println!("{line}");
         let mut line = format!("round {round} one connection, pipelined MB/s:");
-        for k in 0..3 {
-            let i = (round + k) % 3;
-            let rate = runtime.block_on(produce_pipelined(latency_paths[i], &topic, args.messages * MESSAGE));
-            line += &format!("  {} {rate:.1}", ["direct", "relay", "gateway"][i]);
-            pipelined[i].push(rate);
+        for &i in &order {
+            let path = &mut paths[i];
+            let rate = runtime.block_on(produce_pipelined(&path.broker_1, &topic, args.messages * MESSAGE));
+            line += &format!("  {} {rate:.1}", path.name);
+            path.pipelined.push(rate);
         }
         println!("{line}");
     }
-    let [direct_latency, relay_latency, gateway_latency] = latency;
-    direct.latency = direct_latency;
-    through.latency = gateway_latency;
-    let _ = relay.kill();
-    let _ = relay.wait();
-    report(&direct, &through, &relay_latency, &pipelined, gateway_cpu, gateway_bytes, gateway.peak_rss_kib());
+    report(&paths);
 }
 
-/// The gateway binary in its own process, in front of the mock cluster.
-struct Gateway {
+/// A proxy in its own process, in front of the mock cluster; killed when dropped.
+struct Proxy {
     child: Child,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
-impl Gateway {
-    fn start(upstream: &str) -> Self {
+impl Proxy {
+    /// The gateway's release binary, with broker N on PORT_BASE + N.
+    fn gateway(upstream: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("gateway.toml");
         // The in-process client resolves no names: the gateway advertises its own address.
@@ -199,26 +240,58 @@ impl Gateway {
             ),
         )
         .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_kafka-gateway"))
-            .args(["run", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("the gateway binary");
-        let mut gateway = Self { child, _dir: dir };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", PORT_BASE + 3)).is_err() {
-            assert!(Instant::now() < deadline, "the gateway did not open broker 3's port");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        // The ports could belong to a gateway left over from another run: this one must be alive.
-        std::thread::sleep(Duration::from_millis(200));
-        assert!(gateway.child.try_wait().unwrap().is_none(), "the gateway exited: are ports {PORT_BASE}.. taken?");
-        gateway
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kafka-gateway"));
+        command.args(["run", "--config"]).arg(&config).env("RUST_LOG", "warn");
+        let mut proxy = Self::spawn("the gateway", command, &[PORT_BASE + 1, PORT_BASE + 2, PORT_BASE + 3]);
+        proxy._dir = Some(dir);
+        proxy
     }
 
-    /// User + system CPU time of the gateway process so far.
+    /// This bench binary as the plain relay to broker 1.
+    fn relay(broker_1: &str) -> Self {
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        command.args(["--relay", &RELAY_PORT.to_string(), broker_1]);
+        Self::spawn("the plain relay", command, &[RELAY_PORT])
+    }
+
+    /// The `--other-proxy` command, its placeholders filled in, run by `sh` with `exec` so that the
+    /// measured process is the proxy itself.
+    fn other(template: &str, brokers: &[&str]) -> Self {
+        let mut script = template.to_owned();
+        let mut ports = Vec::new();
+        for (n, broker) in brokers.iter().enumerate() {
+            let port = OTHER_PORT_BASE + n as u16 + 1;
+            script = script.replace(&format!("{{broker{}}}", n + 1), broker);
+            script = script.replace(&format!("{{port{}}}", n + 1), &port.to_string());
+            ports.push(port);
+        }
+        let mut command = Command::new("sh");
+        command.arg("-c").arg(format!("exec {script}"));
+        Self::spawn("the other proxy", command, &ports)
+    }
+
+    /// Starts `command` and waits until every one of `ports` takes connections.
+    fn spawn(what: &str, mut command: Command, ports: &[u16]) -> Self {
+        for &port in ports {
+            assert!(
+                std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+                "port {port} is taken before {what} starts: is another run still going?"
+            );
+        }
+        let child = command.stdout(Stdio::null()).spawn().unwrap_or_else(|e| panic!("{what}: {e}"));
+        let mut proxy = Self { child, _dir: None };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for &port in ports {
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(proxy.child.try_wait().unwrap().is_none(), "{what} exited");
+                assert!(Instant::now() < deadline, "{what} did not open port {port}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        proxy
+    }
+
+    /// User + system CPU time of the process so far.
     fn cpu(&self) -> Duration {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
         // Fields after the command name (which may contain spaces) : utime is the 14th, stime the 15th.
@@ -237,7 +310,7 @@ impl Gateway {
     }
 }
 
-impl Drop for Gateway {
+impl Drop for Proxy {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -411,55 +484,44 @@ fn quantile(samples: &[Histogram<u64>], q: f64) -> f64 {
     median(&samples.iter().map(|h| h.value_at_quantile(q) as f64 / 1000.0).collect::<Vec<_>>())
 }
 
-fn report(
-    direct: &Samples,
-    through: &Samples,
-    relayed: &[Histogram<u64>],
-    pipelined: &[Vec<f64>; 3],
-    cpu: Duration,
-    bytes: u64,
-    rss_kib: u64,
-) {
-    let mut out = String::new();
-    let _ = (|| -> std::fmt::Result {
-        use std::fmt::Write;
-        writeln!(
-            out,
-            "\nmedians over {} rounds               direct    gateway    gateway/direct",
-            direct.produce.len()
-        )?;
-        for (name, d, g) in [
-            ("produce throughput (MB/s)", median(&direct.produce), median(&through.produce)),
-            ("consume throughput (MB/s)", median(&direct.consume), median(&through.consume)),
-        ] {
-            writeln!(out, "{name:<34} {d:8.1}   {g:8.1}    {:.3}", g / d)?;
+/// The medians of every path side by side, each beside its ratio to (or difference from) direct.
+fn report(paths: &[Path]) {
+    const WIDTH: usize = 20;
+    let direct = &paths[0];
+    let mut out = format!("\nmedians over {} rounds", direct.produce.len());
+    out = format!("{out:<34}");
+    for path in paths {
+        out += &format!("{:>WIDTH$}", path.name);
+    }
+    // A row of one cell per path; `cell` gets the path and direct's value and formats the cell.
+    let mut row = |name: &str, cell: &dyn Fn(&Path) -> Option<String>| {
+        out += &format!("\n{name:<34}");
+        for path in paths {
+            out += &format!("{:>WIDTH$}", cell(path).unwrap_or_else(|| "-".into()));
         }
-        let [d, r, g] = pipelined.each_ref().map(|v| median(v));
-        writeln!(
-            out,
-            "{:<34} {d:8.1}   {g:8.1}    {:.3}   plain relay {r:.1} = {:.3}",
-            "one connection, pipelined (MB/s)",
-            g / d,
-            r / d
-        )?;
-        writeln!(
-            out,
-            "{:<34} {:>8}   {:>8}    {:>6}   {:>12}",
-            "produce request latency (µs)", "direct", "gateway", "added", "plain relay added"
-        )?;
-        for (name, q) in [("  p50", 0.5), ("  p99", 0.99), ("  p999", 0.999)] {
-            let (d, g, r) = (quantile(&direct.latency, q), quantile(&through.latency, q), quantile(relayed, q));
-            writeln!(out, "{name:<34} {d:8.1}   {g:8.1}    {:+6.1}   {:+12.1}", g - d, r - d)?;
+    };
+    let ratio = |value: fn(&Path) -> &[f64]| {
+        move |path: &Path| {
+            let (v, d) = (value(path), value(direct));
+            (!v.is_empty()).then(|| format!("{:.1} ({:.3})", median(v), median(v) / median(d)))
         }
-        let gb = bytes as f64 / 1e9;
-        writeln!(
-            out,
-            "gateway CPU in the produce and consume phases: {:.2} s for {gb:.2} GB moved = {:.2} CPU s/GB; peak RSS {:.1} MiB",
-            cpu.as_secs_f64(),
-            cpu.as_secs_f64() / gb,
-            rss_kib as f64 / 1024.0
-        )
-    })();
-    print!("{out}");
+    };
+    row("produce throughput (MB/s)", &ratio(|p| &p.produce));
+    row("consume throughput (MB/s)", &ratio(|p| &p.consume));
+    row("one connection, pipelined (MB/s)", &ratio(|p| &p.pipelined));
+    for (name, q) in [("produce latency p50 (µs, added)", 0.5), ("  p99", 0.99), ("  p999", 0.999)] {
+        row(name, &|path| {
+            let (v, d) = (quantile(&path.latency, q), quantile(&direct.latency, q));
+            Some(if path.proxy.is_none() { format!("{v:.1}") } else { format!("{v:.1} ({:+.1})", v - d) })
+        });
+    }
+    row("proxy CPU s/GB in bulk phases", &|path| {
+        (path.proxy.is_some() && path.bytes > 0)
+            .then(|| format!("{:.2}", path.cpu.as_secs_f64() / (path.bytes as f64 / 1e9)))
+    });
+    row("proxy peak RSS (MiB)", &|path| {
+        path.proxy.as_ref().map(|proxy| format!("{:.1}", proxy.peak_rss_kib() as f64 / 1024.0))
+    });
+    println!("{out}");
     let _ = std::io::stdout().flush();
 }
