@@ -223,7 +223,8 @@ fn main() {
 /// A proxy in its own process, in front of the mock cluster; killed when dropped.
 struct Proxy {
     child: Child,
-    _dir: Option<tempfile::TempDir>,
+    /// The gateway's configuration file lives here until the proxy is dropped.
+    config_dir: Option<tempfile::TempDir>,
 }
 
 impl Proxy {
@@ -243,7 +244,7 @@ impl Proxy {
         let mut command = Command::new(env!("CARGO_BIN_EXE_kafka-gateway"));
         command.args(["run", "--config"]).arg(&config).env("RUST_LOG", "warn");
         let mut proxy = Self::spawn("the gateway", command, &[PORT_BASE + 1, PORT_BASE + 2, PORT_BASE + 3]);
-        proxy._dir = Some(dir);
+        proxy.config_dir = Some(dir);
         proxy
     }
 
@@ -279,7 +280,7 @@ impl Proxy {
             );
         }
         let child = command.stdout(Stdio::null()).spawn().unwrap_or_else(|e| panic!("{what}: {e}"));
-        let mut proxy = Self { child, _dir: None };
+        let mut proxy = Self { child, config_dir: None };
         let deadline = Instant::now() + Duration::from_secs(10);
         for &port in ports {
             while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
