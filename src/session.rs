@@ -11,7 +11,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::{debug, trace, warn};
@@ -240,14 +240,7 @@ async fn pump_responses(
             to.write_all(&buf[..ready]).await?;
             buf.advance(ready);
             ready = 0;
-            // One allocation for the whole frame instead of regrowing (and copying) chunk by chunk.
-            buf.reserve(len.saturating_sub(buf.len()));
-            while buf.len() < len {
-                if !fill(&mut from, &mut buf).await? {
-                    return Err(SessionError::Truncated);
-                }
-            }
-            let response = buf.split_to(len).freeze();
+            let response = read_whole(&mut from, &mut buf, len).await?;
             let replaced = match pending.action {
                 Action::Rewrite(kind) => rewrite::rewrite(kind, pending.api_version, response.clone(), advertiser),
                 Action::ApiVersionsFallback => Ok(api_versions::fallback(correlation_id).freeze().into()),
@@ -266,6 +259,26 @@ async fn pump_responses(
         }
         release(&mut buf);
     }
+}
+
+/// Takes the `len`-byte frame that starts at the front of `buf` out whole. A frame larger than what
+/// `buf` holds is read into one allocation of exactly its size, never past its end, so `buf` stays
+/// the size of a read chunk: grown to a large response, a pooled buffer would keep that memory for
+/// as long as the process runs.
+async fn read_whole(from: &mut impl Source, buf: &mut BytesMut, len: usize) -> Result<Bytes, SessionError> {
+    if buf.len() >= len {
+        return Ok(buf.split_to(len).freeze());
+    }
+    let mut whole = BytesMut::with_capacity(len);
+    whole.extend_from_slice(buf);
+    buf.clear();
+    while whole.len() < len {
+        let room = len - whole.len();
+        if from.read_buf(&mut (&mut whole).limit(room)).await? == 0 {
+            return Err(SessionError::Truncated);
+        }
+    }
+    Ok(whole.freeze())
 }
 
 #[cfg(test)]

@@ -232,3 +232,61 @@ async fn responses_stream_at_any_size_but_one_held_for_rewrite_has_a_limit() {
     let err = r.proxy.await.unwrap().unwrap_err();
     assert!(matches!(err, SessionError::ResponseTooLarge { size: 2008, limit: 1000 }), "{err}");
 }
+
+#[tokio::test]
+async fn a_large_response_held_for_rewrite_leaves_no_large_buffer_in_the_pool() {
+    // Over loopback TCP: only a socket lets a pump wait without a buffer, and so give it back.
+    let (client_listener, broker_listener) = (
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    );
+    let mut client = TcpStream::connect(client_listener.local_addr().unwrap()).await.unwrap();
+    let (gateway_side, _) = client_listener.accept().await.unwrap();
+    let upstream = TcpStream::connect(broker_listener.local_addr().unwrap()).await.unwrap();
+    let (mut broker, _) = broker_listener.accept().await.unwrap();
+    let _proxy = tokio::spawn(async move {
+        let ((crd, cwr), (brd, bwr)) = (gateway_side.into_split(), upstream.into_split());
+        proxy(crd, cwr, brd, bwr, Limits { request: 1 << 20, response: 8 << 20 }, &Fake, None).await
+    });
+    let requests = [request(3, 12, 1, &[]), request(2, 5, 2, &[])];
+    client.write_all(&requests.concat()).await.unwrap();
+    read_exactly(&mut broker, requests.iter().map(Vec::len).sum()).await;
+
+    // A 2 MiB Metadata answer (bytes after its last field pass through the rewrite as they are),
+    // then a small answer that streams.
+    let header = ResponseHeader::default().with_correlation_id(1);
+    let mut metadata = rewrite::encode(&header, &MetadataResponse::default(), 12, &[]).unwrap().to_vec();
+    metadata.extend(std::iter::repeat_n(9u8, 2 << 20));
+    let size = (metadata.len() - 4) as i32;
+    metadata[..4].copy_from_slice(&size.to_be_bytes());
+    let small = response(2, b"small");
+    let (most, mut last) = (metadata[..metadata.len() - 100].to_vec(), metadata[metadata.len() - 100..].to_vec());
+    last.extend(&small);
+    // The last 100 bytes come later: a buffer holding all the rest has less than a read's worth of
+    // room left, which is when a pump's buffer would grow.
+    let _broker_writer = tokio::spawn(async move {
+        broker.write_all(&most).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        broker.write_all(&last).await.map(|_| broker)
+    });
+    assert_eq!(read_exactly(&mut client, metadata.len()).await, metadata);
+    assert_eq!(read_exactly(&mut client, small.len()).await, small);
+
+    // The response pump now waits for bytes and has given its buffer back to this thread's pool
+    // (the proxy runs on this thread). It is no larger than a read chunk, even regrown to reuse all
+    // its allocation holds: a pooled buffer keeps its allocation while the process runs.
+    let mut pooled = Vec::new();
+    for _ in 0..1000 {
+        pooled = POOL.with_borrow_mut(std::mem::take);
+        if !pooled.is_empty() {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(!pooled.is_empty(), "the response pump gave its buffer back");
+    for mut buf in pooled {
+        buf.clear();
+        buf.reserve(READ_CHUNK);
+        assert!(buf.capacity() <= 2 * READ_CHUNK, "a pooled buffer holds {} bytes", buf.capacity());
+    }
+}
