@@ -157,22 +157,15 @@ async fn pump_requests(
     max_frame_bytes: usize,
 ) -> Result<(), SessionError> {
     let mut buf = BytesMut::new();
-    // Bytes of the current frame not yet in `buf`: they are forwarded as they arrive.
-    let mut rest = 0usize;
+    let mut place = Place::default();
     loop {
         if !fill(&mut from, &mut buf).await? {
             return Ok(());
         }
-        let mut ready = 0;
-        loop {
-            let take = rest.min(buf.len() - ready);
-            ready += take;
-            rest -= take;
-            if rest > 0 {
-                break;
-            }
-            let Peek::Ready(len) = frame::frame_len(&buf[ready..], MIN_REQUEST, max_frame_bytes)? else { break };
-            let Peek::Ready(head) = frame::peek_request(&buf[ready..], len)? else { break };
+        while place.frame_done(buf.len()) {
+            let next = &buf[place.ready..];
+            let Peek::Ready(len) = frame::frame_len(next, MIN_REQUEST, max_frame_bytes)? else { break };
+            let Peek::Ready(head) = frame::peek_request(next, len)? else { break };
             let action = rewrite::plan(head.api_key, head.api_version)?;
             trace!(
                 api_key = head.api_key,
@@ -190,11 +183,11 @@ async fn pump_requests(
                     action,
                 });
             }
-            rest = len;
+            place.rest = len;
         }
-        if ready > 0 {
-            to.write_all(&buf[..ready]).await?;
-            buf.advance(ready);
+        if place.ready > 0 {
+            to.write_all(&buf[..place.ready]).await?;
+            buf.advance(std::mem::take(&mut place.ready));
         }
         release(&mut buf);
     }
@@ -211,35 +204,28 @@ async fn pump_responses(
     recorder: Option<&Recorder>,
 ) -> Result<(), SessionError> {
     let mut buf = BytesMut::new();
-    let mut rest = 0usize;
+    let mut place = Place::default();
     loop {
         if !fill(&mut from, &mut buf).await? {
-            return if buf.is_empty() && rest == 0 { Ok(()) } else { Err(SessionError::Truncated) };
+            return if buf.is_empty() && place.rest == 0 { Ok(()) } else { Err(SessionError::Truncated) };
         }
-        let mut ready = 0;
-        loop {
-            let take = rest.min(buf.len() - ready);
-            ready += take;
-            rest -= take;
-            if rest > 0 {
-                break;
-            }
+        while place.frame_done(buf.len()) {
             // Forwarded responses may be as large as the client asked for; the limit applies to
             // what the gateway must hold in memory to rewrite.
-            let Peek::Ready(len) = frame::frame_len(&buf[ready..], MIN_RESPONSE, i32::MAX as usize)? else { break };
-            let Peek::Ready(correlation_id) = frame::peek_correlation_id(&buf[ready..]) else { break };
+            let next = &buf[place.ready..];
+            let Peek::Ready(len) = frame::frame_len(next, MIN_RESPONSE, i32::MAX as usize)? else { break };
+            let Peek::Ready(correlation_id) = frame::peek_correlation_id(next) else { break };
             let pending = inflight.answer(correlation_id)?;
             if pending.action == Action::Forward {
-                rest = len;
+                place.rest = len;
                 continue;
             }
             if len > max_response_bytes {
                 return Err(SessionError::ResponseTooLarge { size: len, limit: max_response_bytes });
             }
             // Send what precedes this frame, then hold the frame whole.
-            to.write_all(&buf[..ready]).await?;
-            buf.advance(ready);
-            ready = 0;
+            to.write_all(&buf[..place.ready]).await?;
+            buf.advance(std::mem::take(&mut place.ready));
             let response = read_whole(&mut from, &mut buf, len).await?;
             let replaced = match pending.action {
                 Action::Rewrite(kind) => rewrite::rewrite(kind, pending.api_version, response.clone(), advertiser),
@@ -253,11 +239,31 @@ async fn pump_responses(
                 to.write_all(piece).await?;
             }
         }
-        if ready > 0 {
-            to.write_all(&buf[..ready]).await?;
-            buf.advance(ready);
+        if place.ready > 0 {
+            to.write_all(&buf[..place.ready]).await?;
+            buf.advance(std::mem::take(&mut place.ready));
         }
         release(&mut buf);
+    }
+}
+
+/// Where a pump stands in its stream: the first `ready` bytes of its buffer are whole frames or the
+/// start of one, to be written as they are, and `rest` more bytes of the current frame are still to
+/// come (they are forwarded as they arrive, never gathered).
+#[derive(Default)]
+struct Place {
+    ready: usize,
+    rest: usize,
+}
+
+impl Place {
+    /// Counts the current frame's bytes among the `buffered` ones as ready. True when the frame is
+    /// complete, so that the next one starts at `ready`; false while it goes on past the buffer.
+    fn frame_done(&mut self, buffered: usize) -> bool {
+        let take = self.rest.min(buffered - self.ready);
+        self.ready += take;
+        self.rest -= take;
+        self.rest == 0
     }
 }
 
