@@ -108,8 +108,10 @@ struct Path {
     consume: Vec<f64>,
     pipelined: Vec<f64>,
     latency: Vec<Histogram<u64>>,
-    /// Proxy CPU spent and bytes moved in the bulk phases.
+    /// CPU spent in the bulk phases by the proxy, and by this process (the librdkafka client and
+    /// the mock brokers), and the bytes moved.
     cpu: Duration,
+    client_and_brokers_cpu: Duration,
     bytes: u64,
 }
 
@@ -125,12 +127,13 @@ impl Path {
             pipelined: Vec::new(),
             latency: Vec::new(),
             cpu: Duration::ZERO,
+            client_and_brokers_cpu: Duration::ZERO,
             bytes: 0,
         }
     }
 
     fn proxy_cpu(&self) -> Duration {
-        self.proxy.as_ref().map_or(Duration::ZERO, Proxy::cpu)
+        self.proxy.as_ref().map_or(Duration::ZERO, |proxy| cpu_of(proxy.child.id()))
     }
 }
 
@@ -181,10 +184,11 @@ fn main() {
             for p in 0..PARTITIONS {
                 mock.partition_leader(&topic, p, Some(p % 3 + 1)).unwrap();
             }
-            let cpu_before = path.proxy_cpu();
+            let (cpu_before, own_before) = (path.proxy_cpu(), cpu_of(std::process::id()));
             let produce = produce_throughput(&bootstrap, &topic, args.messages);
             let consume = consume_throughput(&bootstrap, &topic, args.messages);
             path.cpu += path.proxy_cpu() - cpu_before;
+            path.client_and_brokers_cpu += cpu_of(std::process::id()) - own_before;
             path.bytes += 2 * (args.messages * MESSAGE) as u64;
             println!("round {round} {:<12} produce {produce:7.1} MB/s  consume {consume:7.1} MB/s", path.name);
             path.produce.push(produce);
@@ -218,6 +222,15 @@ fn main() {
         println!("{line}");
     }
     report(&paths);
+}
+
+/// User + system CPU time of process `pid` so far, all its threads.
+fn cpu_of(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may contain spaces) : utime is the 14th, stime the 15th.
+    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux
 }
 
 /// A proxy in its own process, in front of the mock cluster; killed when dropped.
@@ -290,15 +303,6 @@ impl Proxy {
             }
         }
         proxy
-    }
-
-    /// User + system CPU time of the process so far.
-    fn cpu(&self) -> Duration {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
-        // Fields after the command name (which may contain spaces) : utime is the 14th, stime the 15th.
-        let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
-        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-        Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux
     }
 
     fn peak_rss_kib(&self) -> u64 {
@@ -516,9 +520,14 @@ fn report(paths: &[Path]) {
             Some(if path.proxy.is_none() { format!("{v:.1}") } else { format!("{v:.1} ({:+.1})", v - d) })
         });
     }
+    // On two shared cores every CPU second a proxy spends is taken from the client and brokers:
+    // their CPU per GB beside the proxy's shows where the throughput goes.
+    let per_gb = |cpu: Duration, path: &Path| format!("{:.2}", cpu.as_secs_f64() / (path.bytes as f64 / 1e9));
     row("proxy CPU s/GB in bulk phases", &|path| {
-        (path.proxy.is_some() && path.bytes > 0)
-            .then(|| format!("{:.2}", path.cpu.as_secs_f64() / (path.bytes as f64 / 1e9)))
+        (path.proxy.is_some() && path.bytes > 0).then(|| per_gb(path.cpu, path))
+    });
+    row("client+brokers CPU s/GB, same phases", &|path| {
+        (path.bytes > 0).then(|| per_gb(path.client_and_brokers_cpu, path))
     });
     row("proxy peak RSS (MiB)", &|path| {
         path.proxy.as_ref().map(|proxy| format!("{:.1}", proxy.peak_rss_kib() as f64 / 1024.0))
