@@ -113,6 +113,8 @@ struct Path {
     cpu: Duration,
     client_and_brokers_cpu: Duration,
     bytes: u64,
+    /// Context switches of the proxy's threads in the bulk phases: each is a wake-up or a preemption.
+    switches: u64,
 }
 
 impl Path {
@@ -129,11 +131,16 @@ impl Path {
             cpu: Duration::ZERO,
             client_and_brokers_cpu: Duration::ZERO,
             bytes: 0,
+            switches: 0,
         }
     }
 
     fn proxy_cpu(&self) -> Duration {
         self.proxy.as_ref().map_or(Duration::ZERO, |proxy| cpu_of(proxy.child.id()))
+    }
+
+    fn proxy_switches(&self) -> u64 {
+        self.proxy.as_ref().map_or(0, |proxy| switches_of(proxy.child.id()))
     }
 }
 
@@ -185,10 +192,12 @@ fn main() {
                 mock.partition_leader(&topic, p, Some(p % 3 + 1)).unwrap();
             }
             let (cpu_before, own_before) = (path.proxy_cpu(), cpu_of(std::process::id()));
+            let switches_before = path.proxy_switches();
             let produce = produce_throughput(&bootstrap, &topic, args.messages);
             let consume = consume_throughput(&bootstrap, &topic, args.messages);
             path.cpu += path.proxy_cpu() - cpu_before;
             path.client_and_brokers_cpu += cpu_of(std::process::id()) - own_before;
+            path.switches += path.proxy_switches() - switches_before;
             path.bytes += 2 * (args.messages * MESSAGE) as u64;
             println!("round {round} {:<12} produce {produce:7.1} MB/s  consume {consume:7.1} MB/s", path.name);
             path.produce.push(produce);
@@ -231,6 +240,22 @@ fn cpu_of(pid: u32) -> Duration {
     let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
     let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
     Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux
+}
+
+/// Voluntary and involuntary context switches of all of process `pid`'s threads so far.
+fn switches_of(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("status")).ok())
+        .flat_map(|status| {
+            status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
 }
 
 /// A proxy in its own process, in front of the mock cluster; killed when dropped.
@@ -525,6 +550,10 @@ fn report(paths: &[Path]) {
     let per_gb = |cpu: Duration, path: &Path| format!("{:.2}", cpu.as_secs_f64() / (path.bytes as f64 / 1e9));
     row("proxy CPU s/GB in bulk phases", &|path| {
         (path.proxy.is_some() && path.bytes > 0).then(|| per_gb(path.cpu, path))
+    });
+    row("proxy context switches per MB", &|path| {
+        (path.proxy.is_some() && path.bytes > 0)
+            .then(|| format!("{:.1}", path.switches as f64 / (path.bytes as f64 / 1e6)))
     });
     row("client+brokers CPU s/GB, same phases", &|path| {
         (path.bytes > 0).then(|| per_gb(path.client_and_brokers_cpu, path))
