@@ -115,6 +115,8 @@ struct Path {
     bytes: u64,
     /// Context switches of the proxy's threads in the bulk phases: each is a wake-up or a preemption.
     switches: u64,
+    /// Minor page faults of the proxy in the bulk phases: each is a page of fresh memory touched.
+    faults: u64,
 }
 
 impl Path {
@@ -132,11 +134,12 @@ impl Path {
             client_and_brokers_cpu: Duration::ZERO,
             bytes: 0,
             switches: 0,
+            faults: 0,
         }
     }
 
-    fn proxy_cpu(&self) -> Duration {
-        self.proxy.as_ref().map_or(Duration::ZERO, |proxy| cpu_of(proxy.child.id()))
+    fn proxy_usage(&self) -> Usage {
+        self.proxy.as_ref().map_or(Usage::default(), |proxy| usage_of(proxy.child.id()))
     }
 
     fn proxy_switches(&self) -> u64 {
@@ -191,12 +194,14 @@ fn main() {
             for p in 0..PARTITIONS {
                 mock.partition_leader(&topic, p, Some(p % 3 + 1)).unwrap();
             }
-            let (cpu_before, own_before) = (path.proxy_cpu(), cpu_of(std::process::id()));
+            let (proxy_before, own_before) = (path.proxy_usage(), usage_of(std::process::id()));
             let switches_before = path.proxy_switches();
             let produce = produce_throughput(&bootstrap, &topic, args.messages);
             let consume = consume_throughput(&bootstrap, &topic, args.messages);
-            path.cpu += path.proxy_cpu() - cpu_before;
-            path.client_and_brokers_cpu += cpu_of(std::process::id()) - own_before;
+            let proxy_after = path.proxy_usage();
+            path.cpu += proxy_after.cpu - proxy_before.cpu;
+            path.faults += proxy_after.faults - proxy_before.faults;
+            path.client_and_brokers_cpu += usage_of(std::process::id()).cpu - own_before.cpu;
             path.switches += path.proxy_switches() - switches_before;
             path.bytes += 2 * (args.messages * MESSAGE) as u64;
             println!("round {round} {:<12} produce {produce:7.1} MB/s  consume {consume:7.1} MB/s", path.name);
@@ -233,13 +238,23 @@ fn main() {
     report(&paths);
 }
 
-/// User + system CPU time of process `pid` so far, all its threads.
-fn cpu_of(pid: u32) -> Duration {
+/// What a process has used so far, all its threads together.
+#[derive(Default)]
+struct Usage {
+    /// User + system CPU time.
+    cpu: Duration,
+    /// Minor page faults.
+    faults: u64,
+}
+
+fn usage_of(pid: u32) -> Usage {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the command name (which may contain spaces) : utime is the 14th, stime the 15th.
-    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux
+    // Fields after the command name (which may contain spaces): minflt is the 10th, utime the 14th,
+    // stime the 15th.
+    let fields: Vec<u64> =
+        stat.rsplit_once(')').unwrap().1.split_whitespace().skip(1).map(|f| f.parse().unwrap_or(0)).collect();
+    // USER_HZ is 100 on Linux.
+    Usage { cpu: Duration::from_millis((fields[10] + fields[11]) * 10), faults: fields[6] }
 }
 
 /// Voluntary and involuntary context switches of all of process `pid`'s threads so far.
@@ -554,6 +569,10 @@ fn report(paths: &[Path]) {
     row("proxy context switches per MB", &|path| {
         (path.proxy.is_some() && path.bytes > 0)
             .then(|| format!("{:.1}", path.switches as f64 / (path.bytes as f64 / 1e6)))
+    });
+    row("proxy minor page faults per MB", &|path| {
+        (path.proxy.is_some() && path.bytes > 0)
+            .then(|| format!("{:.1}", path.faults as f64 / (path.bytes as f64 / 1e6)))
     });
     row("client+brokers CPU s/GB, same phases", &|path| {
         (path.bytes > 0).then(|| per_gb(path.client_and_brokers_cpu, path))
