@@ -233,6 +233,14 @@ async fn capture_tansu(config: &Config, bin: &Path, out: &Path) -> Result<(), Bo
         ask::<_, DescribeClusterResponse>(&boot, ApiKey::DescribeCluster, version, &DescribeClusterRequest::default())
             .await;
     }
+    for version in 1..=4 {
+        let request = DescribeConfigsRequest::default().with_resources(vec![
+            describe_configs_request::DescribeConfigsResource::default()
+                .with_resource_type(4)
+                .with_resource_name(s("111")),
+        ]);
+        ask::<_, DescribeConfigsResponse>(&boot, ApiKey::DescribeConfigs, version, &request).await;
+    }
     let (id, _) = topic(config, TOPIC).await;
     let broker = port(config, Some(111));
     ask::<_, ProduceResponse>(&broker, ApiKey::Produce, 11, &produce_request(11, TOPIC, id, 0)).await;
@@ -416,6 +424,50 @@ fn generate(config: &Config, out: &Path) -> Result<(), Box<dyn std::error::Error
         &dc,
         "DescribeCluster v2 (is_fenced): tansu speaks v0-v1",
     )?;
+
+    for version in 1..=4 {
+        let config = |name: &str, value: &str, synonyms: &[&str]| {
+            describe_configs_response::DescribeConfigsResourceResult::default()
+                .with_name(s(name))
+                .with_value(Some(s(value)))
+                .with_config_source(2)
+                .with_synonyms(
+                    synonyms
+                        .iter()
+                        .map(|n| {
+                            describe_configs_response::DescribeConfigsSynonym::default()
+                                .with_name(s(n))
+                                .with_value(Some(s(value)))
+                                .with_source(4)
+                        })
+                        .collect(),
+                )
+                .with_config_type(if version >= 3 { 2 } else { 0 })
+        };
+        let configs = DescribeConfigsResponse::default().with_results(vec![
+            describe_configs_response::DescribeConfigsResult::default()
+                .with_resource_type(4)
+                .with_resource_name(s("1"))
+                .with_configs(vec![
+                    config(
+                        "advertised.listeners",
+                        "INTERNAL://kafka-1.internal.example:9092,REPLICATION://10.0.0.11:9094",
+                        &["advertised.listeners"],
+                    ),
+                    config("listeners", "INTERNAL://0.0.0.0:9092,REPLICATION://10.0.0.11:9094", &[]),
+                    config("controller.quorum.bootstrap.servers", "kafka-c1.internal.example:9093", &[]),
+                    config("log.retention.ms", "604800000", &["log.retention.hours"]),
+                ]),
+        ]);
+        generated(
+            out,
+            &format!("describeconfigs-v{version}-broker-listeners"),
+            ApiKey::DescribeConfigs,
+            version,
+            &configs,
+            "a broker's configuration naming its listeners and quorum: no broker here reports them",
+        )?;
+    }
 
     let coordinators = FindCoordinatorResponse::default().with_coordinators(vec![
         find_coordinator_response::Coordinator::default()

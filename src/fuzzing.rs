@@ -11,11 +11,12 @@ use crate::fixture::Names;
 use crate::frame::{self, MIN_REQUEST, Peek};
 use crate::rewrite::{self, Rewrite};
 
-const KINDS: [Rewrite; 6] = [
+const KINDS: [Rewrite; 7] = [
     Rewrite::ApiVersions,
     Rewrite::Metadata,
     Rewrite::FindCoordinator,
     Rewrite::DescribeCluster,
+    Rewrite::DescribeConfigs,
     Rewrite::Produce,
     Rewrite::Fetch,
 ];

@@ -80,6 +80,14 @@ fn the_fixtures_cover_every_rewritten_api_and_version() {
             missing.insert(format!("DescribeCluster v{v}"));
         }
     }
+    for v in 1..=4 {
+        if !have(ApiKey::DescribeConfigs, v, &rewritten) {
+            missing.insert(format!("DescribeConfigs v{v} with values that name hosts"));
+        }
+        if !have(ApiKey::DescribeConfigs, v, &real) {
+            missing.insert(format!("DescribeConfigs v{v} from a real broker"));
+        }
+    }
     for v in 0..=4 {
         if !have(ApiKey::ApiVersions, v, &any) {
             missing.insert(format!("ApiVersions v{v}"));

@@ -1,6 +1,7 @@
 //! Property tests (proptest) of every rewritten API and version:
 //! 1. an arbitrary valid response, rewritten and decoded again, equals the input except for the
-//!    broker hosts and ports, which are what the template gives;
+//!    broker hosts and ports, which are what the template gives (DescribeConfigs: except for the
+//!    configuration values that name hosts, which are hidden);
 //! 2. a response that needs no rewrite comes out as the same bytes;
 //! 3. frames split at arbitrary chunk boundaries are read identically;
 //! 4. arbitrary bytes never panic.
@@ -352,6 +353,66 @@ fn fetch(_v: i16) -> impl Strategy<Value = FetchResponse> {
     )
 }
 
+/// Configuration names: some that name hosts, some that do not, and arbitrary ones.
+fn config_name() -> impl Strategy<Value = StrBytes> {
+    prop_oneof![
+        Just(StrBytes::from_static_str("advertised.listeners")),
+        Just(StrBytes::from_static_str("controller.quorum.voters")),
+        Just(StrBytes::from_static_str("confluent.metrics.reporter.bootstrap.servers")),
+        Just(StrBytes::from_static_str("log.retention.ms")),
+        text(30),
+    ]
+}
+
+fn describe_configs(v: i16) -> impl Strategy<Value = DescribeConfigsResponse> {
+    let flexible = v >= 4;
+    let synonym =
+        (config_name(), proptest::option::of(text(20)), any::<i8>(), tags(flexible)).prop_map(|(n, value, src, t)| {
+            describe_configs_response::DescribeConfigsSynonym::default()
+                .with_name(n)
+                .with_value(value)
+                .with_source(src)
+                .with_unknown_tagged_fields(t)
+        });
+    let entry = (
+        config_name(),
+        proptest::option::of(text(30)),
+        any::<(bool, i8, bool, i8)>(),
+        vec(synonym, 0..3),
+        proptest::option::of(text(10)),
+        tags(flexible),
+    )
+        .prop_map(move |(n, value, (read_only, source, sensitive, kind), synonyms, doc, t)| {
+            describe_configs_response::DescribeConfigsResourceResult::default()
+                .with_name(n)
+                .with_value(value)
+                .with_read_only(read_only)
+                .with_config_source(source)
+                .with_is_sensitive(sensitive)
+                .with_synonyms(synonyms)
+                .with_config_type(if v >= 3 { kind } else { 0 })
+                .with_documentation(if v >= 3 { doc } else { Some(StrBytes::default()) })
+                .with_unknown_tagged_fields(t)
+        });
+    let result =
+        (any::<i16>(), proptest::option::of(text(10)), any::<i8>(), text(10), vec(entry, 0..5), tags(flexible))
+            .prop_map(|(e, message, kind, name, configs, t)| {
+                describe_configs_response::DescribeConfigsResult::default()
+                    .with_error_code(e)
+                    .with_error_message(message)
+                    .with_resource_type(kind)
+                    .with_resource_name(name)
+                    .with_configs(configs)
+                    .with_unknown_tagged_fields(t)
+            });
+    (any::<i32>(), vec(result, 0..3), tags(flexible)).prop_map(|(throttle, results, t)| {
+        DescribeConfigsResponse::default()
+            .with_throttle_time_ms(throttle)
+            .with_results(results)
+            .with_unknown_tagged_fields(t)
+    })
+}
+
 // ---- property 1: only addresses change, and they are the template's -----------------------------
 
 fn frame_of<M: Response>(m: &M, version: i16, correlation_id: i32) -> Bytes {
@@ -419,6 +480,25 @@ proptest! {
         let mut expected = m.clone();
         api_versions::limit(&mut expected.api_keys);
         prop_assert_eq!(output, expected);
+    }
+
+    #[test]
+    fn describe_configs_hides_only_values_that_name_hosts((version, m) in (1..=4i16).prop_flat_map(|v| (Just(v), describe_configs(v)))) {
+        let config = config();
+        let frame = frame_of(&m, version, 7);
+        let out = rewrite::rewrite(Rewrite::DescribeConfigs, version, frame.clone(), &names(&config)).unwrap();
+        let (h_in, mut expected) = decode_any(ApiKey::DescribeConfigs as i16, version, &frame).map_err(TestCaseError::fail)?;
+        let (h_out, output) = decode_any(ApiKey::DescribeConfigs as i16, version, &out.to_bytes()).map_err(TestCaseError::fail)?;
+        let ResponseKind::DescribeConfigs(expected_message) = &mut expected else { unreachable!() };
+        let hides = expected_message.results.iter().flat_map(|r| &r.configs).any(|c| {
+            rewrite::describe_configs::names_hosts(&c.name) || c.synonyms.iter().any(|s| rewrite::describe_configs::names_hosts(&s.name))
+        });
+        rewrite::describe_configs::redact(expected_message);
+        prop_assert_eq!(h_in, h_out);
+        prop_assert_eq!(output, expected);
+        if !hides {
+            prop_assert_eq!(out.pieces(), [frame], "an answer with nothing to hide is the same bytes");
+        }
     }
 
     // ---- property 2: no rewrite needed, the same bytes ------------------------------------------
@@ -601,8 +681,8 @@ proptest! {
     }
 
     #[test]
-    fn arbitrary_bytes_never_panic_a_rewrite(body in vec(any::<u8>(), 0..400), kind in 0..6usize, version in -2..20i16) {
-        let kind = [Rewrite::ApiVersions, Rewrite::Metadata, Rewrite::FindCoordinator, Rewrite::DescribeCluster, Rewrite::Produce, Rewrite::Fetch][kind];
+    fn arbitrary_bytes_never_panic_a_rewrite(body in vec(any::<u8>(), 0..400), kind in 0..7usize, version in -2..20i16) {
+        let kind = [Rewrite::ApiVersions, Rewrite::Metadata, Rewrite::FindCoordinator, Rewrite::DescribeCluster, Rewrite::DescribeConfigs, Rewrite::Produce, Rewrite::Fetch][kind];
         let mut frame = (body.len() as i32).to_be_bytes().to_vec();
         frame.extend(&body);
         let config = config();

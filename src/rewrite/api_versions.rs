@@ -8,8 +8,8 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, DescribeClusterResponse, FetchResponse, FindCoordinatorResponse, MetadataResponse,
-    ProduceResponse, ResponseHeader,
+    ApiKey, ApiVersionsResponse, DescribeClusterResponse, DescribeConfigsResponse, FetchResponse,
+    FindCoordinatorResponse, MetadataResponse, ProduceResponse, ResponseHeader,
 };
 use kafka_protocol::protocol::Message;
 
@@ -51,6 +51,11 @@ pub const LIMITS: &[Limit] = &[
         ApiKey::DescribeCluster,
         DescribeClusterResponse::VERSIONS.max,
         "rewritten up to the newest version the gateway decodes",
+    ),
+    upto(
+        ApiKey::DescribeConfigs,
+        DescribeConfigsResponse::VERSIONS.max,
+        "values naming hosts answered as sensitive up to the newest version the gateway decodes",
     ),
     upto(ApiKey::ApiVersions, ApiVersionsResponse::VERSIONS.max, "edited up to the newest version the gateway decodes"),
     upto(

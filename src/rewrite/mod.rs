@@ -7,6 +7,7 @@
 
 pub mod api_versions;
 mod describe_cluster;
+pub mod describe_configs;
 mod endpoints;
 mod fetch;
 mod find_coordinator;
@@ -28,6 +29,8 @@ pub enum Rewrite {
     Metadata,
     FindCoordinator,
     DescribeCluster,
+    /// Configuration values that name hosts are answered as sensitive.
+    DescribeConfigs,
     /// v10+: KIP-951 node endpoints.
     Produce,
     /// v16+: KIP-951 node endpoints, after the records.
@@ -74,6 +77,7 @@ pub fn plan(api_key: i16, api_version: i16) -> Result<Action, Refused> {
         ApiKey::Metadata => Action::Rewrite(Rewrite::Metadata),
         ApiKey::FindCoordinator => Action::Rewrite(Rewrite::FindCoordinator),
         ApiKey::DescribeCluster => Action::Rewrite(Rewrite::DescribeCluster),
+        ApiKey::DescribeConfigs => Action::Rewrite(Rewrite::DescribeConfigs),
         // Only KIP-951 versions name brokers; older ones stream through untouched.
         ApiKey::Produce if api_version >= 10 => Action::Rewrite(Rewrite::Produce),
         ApiKey::Fetch if api_version >= 16 => Action::Rewrite(Rewrite::Fetch),
@@ -168,6 +172,7 @@ pub fn rewrite(kind: Rewrite, version: i16, frame: Bytes, adv: &dyn Advertise) -
         Rewrite::Metadata => metadata::rewrite(version, frame, adv),
         Rewrite::FindCoordinator => find_coordinator::rewrite(version, frame, adv),
         Rewrite::DescribeCluster => describe_cluster::rewrite(version, frame, adv),
+        Rewrite::DescribeConfigs => describe_configs::rewrite(version, frame),
         Rewrite::Produce => produce::rewrite(version, frame, adv),
         Rewrite::Fetch => fetch::rewrite(version, frame, adv),
     }

@@ -5,13 +5,16 @@ use std::cell::RefCell;
 use bytes::Bytes;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
+};
 use kafka_protocol::messages::fetch_response::{self, FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::metadata_response::MetadataResponseBroker;
 use kafka_protocol::messages::produce_response::{self, PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, BrokerId, DescribeClusterResponse, FetchResponse, FindCoordinatorResponse,
-    MetadataResponse, ProduceResponse, ResponseHeader, TopicName,
+    ApiKey, ApiVersionsResponse, BrokerId, DescribeClusterResponse, DescribeConfigsResponse, FetchResponse,
+    FindCoordinatorResponse, MetadataResponse, ProduceResponse, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Message, StrBytes};
 
@@ -140,6 +143,106 @@ fn describe_cluster_brokers_are_rewritten() {
     }
 }
 
+fn config(name: &str, value: Option<&str>, synonyms: &[(&str, &str)]) -> DescribeConfigsResourceResult {
+    DescribeConfigsResourceResult::default()
+        .with_name(s(name))
+        .with_value(value.map(s))
+        .with_config_source(2)
+        .with_synonyms(
+            synonyms
+                .iter()
+                .map(|(n, v)| DescribeConfigsSynonym::default().with_name(s(n)).with_value(Some(s(v))).with_source(4))
+                .collect(),
+        )
+        .with_config_type(2)
+        .with_documentation(Some(s("doc")))
+}
+
+#[test]
+fn describe_configs_values_that_name_hosts_are_answered_as_sensitive() {
+    let broker = DescribeConfigsResult::default().with_resource_type(4).with_resource_name(s("1")).with_configs(vec![
+        config(
+            "advertised.listeners",
+            Some("INTERNAL://10.0.0.11:9092"),
+            &[("advertised.listeners", "INTERNAL://10.0.0.11:9092")],
+        ),
+        config("log.retention.ms", Some("1000"), &[("log.retention.hours", "168")]),
+        config("listeners", None, &[]),
+        config("confluent.metrics.reporter.bootstrap.servers", Some("10.0.0.12:9092"), &[]),
+        config("num.io.threads", Some("8"), &[]),
+    ]);
+    let topic = DescribeConfigsResult::default()
+        .with_resource_type(2)
+        .with_resource_name(s("orders"))
+        .with_configs(vec![config("cleanup.policy", Some("delete"), &[])]);
+    for version in 1..=DescribeConfigsResponse::VERSIONS.max {
+        let input = DescribeConfigsResponse::default()
+            .with_throttle_time_ms(3)
+            .with_results(vec![topic.clone(), broker.clone()]);
+        let out =
+            rewrite(Rewrite::DescribeConfigs, version, frame(&input, version, 4), &Fake::default()).unwrap().to_bytes();
+        assert!(!out.windows(4).any(|w| w == b"10.0"), "v{version}: an upstream host is left");
+        let Decoded { header, message: output, trailing } = decode::<DescribeConfigsResponse>(out, version).unwrap();
+        assert_eq!((header.correlation_id, trailing.len()), (4, 0));
+        let configs = &output.results[1].configs;
+        assert_eq!((configs[0].value.as_ref(), configs[0].is_sensitive), (None, true), "v{version}");
+        assert_eq!(configs[0].synonyms[0].value, None);
+        assert_eq!(configs[1].value.as_deref(), Some("1000"));
+        assert_eq!(configs[1].synonyms[0].value.as_deref(), Some("168"));
+        assert_eq!((configs[2].value.as_ref(), configs[2].is_sensitive), (None, true));
+        assert_eq!((configs[3].value.as_ref(), configs[3].is_sensitive), (None, true));
+        // What the version carries of the input (v1-v2 have no config_type or documentation), redacted.
+        let mut expected = decode::<DescribeConfigsResponse>(frame(&input, version, 4), version).unwrap().message;
+        describe_configs::redact(&mut expected);
+        assert_eq!(output, expected, "v{version}: nothing else changes");
+    }
+}
+
+#[test]
+fn describe_configs_v0_is_walked_in_its_own_layout() {
+    // v0 (before Kafka 4.0): is_default instead of config_source, no synonyms, i16 strings.
+    fn v0(entries: &[(&str, Option<&str>, bool)]) -> Bytes {
+        let mut f = vec![0, 0, 0, 0, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0xff, 0xff, 4, 0, 1, b'1'];
+        f.extend_from_slice(&(entries.len() as i32).to_be_bytes());
+        for (name, value, sensitive) in entries {
+            f.extend_from_slice(&(name.len() as i16).to_be_bytes());
+            f.extend_from_slice(name.as_bytes());
+            match value {
+                Some(v) => {
+                    f.extend_from_slice(&(v.len() as i16).to_be_bytes());
+                    f.extend_from_slice(v.as_bytes());
+                }
+                None => f.extend_from_slice(&[0xff, 0xff]),
+            }
+            f.extend_from_slice(&[1, 0, u8::from(*sensitive)]);
+        }
+        let size = (f.len() - 4) as i32;
+        f[..4].copy_from_slice(&size.to_be_bytes());
+        f.into()
+    }
+    let input = v0(&[("num.io.threads", Some("8"), false), ("listeners", Some("PLAINTEXT://10.0.0.11:9092"), false)]);
+    let out = rewrite(Rewrite::DescribeConfigs, 0, input, &Fake::default()).unwrap().to_bytes();
+    assert_eq!(out, v0(&[("num.io.threads", Some("8"), false), ("listeners", None, true)]));
+}
+
+#[test]
+fn describe_configs_without_hosts_is_the_same_frame_and_a_cut_answer_is_an_error() {
+    let input = DescribeConfigsResponse::default().with_results(vec![
+        DescribeConfigsResult::default().with_resource_name(s("orders")).with_configs(vec![config(
+            "cleanup.policy",
+            Some("delete"),
+            &[("log.cleanup.policy", "delete")],
+        )]),
+    ]);
+    for version in 1..=DescribeConfigsResponse::VERSIONS.max {
+        let f = frame(&input, version, 1);
+        let out = rewrite(Rewrite::DescribeConfigs, version, f.clone(), &Fake::default()).unwrap();
+        assert_eq!(out.pieces(), std::slice::from_ref(&f), "v{version}");
+        let cut = f.slice(..f.len() - 3);
+        assert!(rewrite(Rewrite::DescribeConfigs, version, cut, &Fake::default()).is_err(), "v{version}");
+    }
+}
+
 #[test]
 fn trailing_bytes_are_carried_through_and_truncation_is_an_error() {
     let input = MetadataResponse::default().with_brokers(vec![
@@ -181,6 +284,7 @@ fn api_versions_are_capped_removed_or_left_alone() {
         (89, 0, 0),     // unknown to the gateway: untouched
         (10_000, 0, 3), // vendor key: untouched
         (60, 3, 4),     // DescribeCluster only at versions we cannot rewrite: removed
+        (32, 0, 9),     // DescribeConfigs from a future broker: capped
     ];
     for version in 0..=ApiVersionsResponse::VERSIONS.max {
         let input = versions_response(&broker).with_throttle_time_ms(if version >= 1 { 5 } else { 0 });
@@ -190,7 +294,17 @@ fn api_versions_are_capped_removed_or_left_alone() {
         let got: Vec<_> = output.api_keys.iter().map(|k| (k.api_key, k.min_version, k.max_version)).collect();
         assert_eq!(
             got,
-            [(0, 3, 13), (1, 4, 18), (3, 0, 13), (17, 1, 1), (18, 0, 4), (55, 0, 1), (89, 0, 0), (10_000, 0, 3)],
+            [
+                (0, 3, 13),
+                (1, 4, 18),
+                (3, 0, 13),
+                (17, 1, 1),
+                (18, 0, 4),
+                (55, 0, 1),
+                (89, 0, 0),
+                (10_000, 0, 3),
+                (32, 0, 4)
+            ],
             "v{version}"
         );
         assert_eq!(output.throttle_time_ms, input.throttle_time_ms);
@@ -233,6 +347,8 @@ fn plans_follow_the_limits() {
     assert_eq!(plan(3, 12), Ok(Action::Rewrite(Rewrite::Metadata)));
     assert_eq!(plan(10, 4), Ok(Action::Rewrite(Rewrite::FindCoordinator)));
     assert_eq!(plan(60, 0), Ok(Action::Rewrite(Rewrite::DescribeCluster)));
+    assert_eq!(plan(32, 0), Ok(Action::Rewrite(Rewrite::DescribeConfigs)));
+    assert_eq!(plan(32, 4), Ok(Action::Rewrite(Rewrite::DescribeConfigs)));
     assert_eq!(plan(18, 3), Ok(Action::Rewrite(Rewrite::ApiVersions)));
     assert_eq!(plan(18, 5), Ok(Action::ApiVersionsFallback));
     assert_eq!(plan(0, 9), Ok(Action::Forward));
@@ -243,7 +359,7 @@ fn plans_follow_the_limits() {
     assert_eq!(plan(89, 0), Ok(Action::Forward));
     assert_eq!(plan(-3, 0), Ok(Action::Forward));
     assert_eq!(plan(10_010, 7), Ok(Action::Forward));
-    for (key, version) in [(0, 14), (1, 19), (3, 14), (55, 2), (78, 1), (79, 1), (17, 0), (60, 3), (10, 7)] {
+    for (key, version) in [(0, 14), (1, 19), (3, 14), (55, 2), (78, 1), (79, 1), (17, 0), (60, 3), (10, 7), (32, 5)] {
         let err = plan(key, version).unwrap_err();
         assert_eq!((err.api_key, err.api_version), (key, version));
     }

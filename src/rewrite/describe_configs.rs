@@ -1,0 +1,127 @@
+//! DescribeConfigs (key 32), v0-v4: a broker's configuration names its listeners and its cluster's
+//! other hosts as text (`advertised.listeners = INTERNAL://10.0.0.11:9092`), which admin tools show.
+//! The gateway does not edit configuration text; it answers those entries as Kafka answers a
+//! password: sensitive, with no value, in the entry and in its synonyms. Every other byte passes as
+//! it was, and an answer without such entries is the same frame.
+
+use bytes::{BufMut, Bytes};
+use kafka_protocol::messages::DescribeConfigsResponse;
+
+use super::walk::{Cursor, Splice, malformed};
+use super::{Response, RewriteError, Rewritten};
+
+const NAME: &str = "DescribeConfigs";
+
+impl Response for DescribeConfigsResponse {
+    const NAME: &'static str = NAME;
+}
+
+/// Whether a configuration's value names hosts of the cluster: the brokers' own and advertised
+/// listeners, the KRaft quorum, ZooKeeper, and the bootstrap servers of clients a broker runs
+/// (metrics reporters, remote log metadata).
+pub fn names_hosts(config: &str) -> bool {
+    matches!(
+        config,
+        "advertised.listeners"
+            | "listeners"
+            | "advertised.host.name"
+            | "host.name"
+            | "controller.quorum.voters"
+            | "controller.quorum.bootstrap.servers"
+            | "zookeeper.connect"
+    ) || config.ends_with("bootstrap.servers")
+}
+
+/// What [`rewrite`] does to a frame, on a decoded answer (for tests and the replay's invariant).
+pub fn redact(response: &mut DescribeConfigsResponse) {
+    for config in response.results.iter_mut().flat_map(|r| r.configs.iter_mut()) {
+        if names_hosts(&config.name) {
+            config.value = None;
+            config.is_sensitive = true;
+        }
+        for synonym in config.synonyms.iter_mut().filter(|s| names_hosts(&s.name)) {
+            synonym.value = None;
+        }
+    }
+}
+
+pub(super) fn rewrite(version: i16, frame: Bytes) -> Result<Rewritten, RewriteError> {
+    let bad = |what| malformed(NAME, version, what);
+    let flexible = version >= 4;
+    let null: &[u8] = if flexible { &[0] } else { &[0xff, 0xff] };
+    let mut c = Cursor::after_header(&frame, i16::from(flexible)).ok_or_else(|| bad("truncated header"))?;
+    c.skip(4).ok_or_else(|| bad("truncated throttle_time_ms"))?;
+    let mut edits = Edits { frame: &frame, splice: None, done: 0 };
+    for _ in 0..c.array_len(flexible).ok_or_else(|| bad("truncated results"))? {
+        c.skip(2).ok_or_else(|| bad("truncated error_code"))?;
+        c.nullable_string(flexible).ok_or_else(|| bad("truncated error_message"))?;
+        c.skip(1).ok_or_else(|| bad("truncated resource_type"))?;
+        c.string(flexible).ok_or_else(|| bad("truncated resource_name"))?;
+        for _ in 0..c.array_len(flexible).ok_or_else(|| bad("truncated configs"))? {
+            let hosts = names_hosts(c.string(flexible).ok_or_else(|| bad("truncated config name"))?);
+            let value_at = c.pos;
+            let value = c.nullable_string(flexible).ok_or_else(|| bad("truncated config value"))?;
+            let value_end = c.pos;
+            // read_only, then is_default (v0) or config_source (v1+), then is_sensitive.
+            c.skip(2).ok_or_else(|| bad("truncated config flags"))?;
+            let sensitive_at = c.pos;
+            c.skip(1).ok_or_else(|| bad("truncated is_sensitive"))?;
+            if hosts {
+                if value.is_some() {
+                    edits.replace(value_at, value_end, null);
+                }
+                edits.replace(sensitive_at, c.pos, &[1]);
+            }
+            if version >= 1 {
+                for _ in 0..c.array_len(flexible).ok_or_else(|| bad("truncated synonyms"))? {
+                    let hosts = names_hosts(c.string(flexible).ok_or_else(|| bad("truncated synonym name"))?);
+                    let value_at = c.pos;
+                    let value = c.nullable_string(flexible).ok_or_else(|| bad("truncated synonym value"))?;
+                    if hosts && value.is_some() {
+                        edits.replace(value_at, c.pos, null);
+                    }
+                    c.skip(1).ok_or_else(|| bad("truncated synonym source"))?;
+                    if flexible {
+                        c.skip_tags().ok_or_else(|| bad("truncated synonym tags"))?;
+                    }
+                }
+            }
+            if version >= 3 {
+                c.skip(1).ok_or_else(|| bad("truncated config_type"))?;
+                c.nullable_string(flexible).ok_or_else(|| bad("truncated documentation"))?;
+            }
+            if flexible {
+                c.skip_tags().ok_or_else(|| bad("truncated config tags"))?;
+            }
+        }
+        if flexible {
+            c.skip_tags().ok_or_else(|| bad("truncated result tags"))?;
+        }
+    }
+    match edits.splice {
+        None => Ok(Rewritten::from(frame)),
+        Some(splice) => splice.finish(&frame, edits.done, NAME, version),
+    }
+}
+
+/// Replacements of byte ranges in a frame, in order; nothing is copied until the first one.
+struct Edits<'a> {
+    frame: &'a Bytes,
+    splice: Option<Splice>,
+    /// The end of the last range replaced: the original bytes from here on are still to come.
+    done: usize,
+}
+
+impl Edits<'_> {
+    fn replace(&mut self, from: usize, to: usize, with: &[u8]) {
+        let out = match &mut self.splice {
+            Some(splice) => {
+                splice.out().put_slice(&self.frame[self.done..from]);
+                splice.out()
+            }
+            None => self.splice.insert(Splice::copying(self.frame, from)).out(),
+        };
+        out.put_slice(with);
+        self.done = to;
+    }
+}
