@@ -6,6 +6,7 @@
 
 use bytes::{BufMut, Bytes};
 use kafka_protocol::messages::DescribeConfigsResponse;
+use kafka_protocol::protocol::HeaderVersion;
 
 use super::walk::{Cursor, Splice, malformed};
 use super::{Response, RewriteError, Rewritten};
@@ -49,7 +50,8 @@ pub(super) fn rewrite(version: i16, frame: Bytes) -> Result<Rewritten, RewriteEr
     let bad = |what| malformed(NAME, version, what);
     let flexible = version >= 4;
     let null: &[u8] = if flexible { &[0] } else { &[0xff, 0xff] };
-    let mut c = Cursor::after_header(&frame, i16::from(flexible)).ok_or_else(|| bad("truncated header"))?;
+    let mut c = Cursor::after_header(&frame, DescribeConfigsResponse::header_version(version))
+        .ok_or_else(|| bad("truncated header"))?;
     c.skip(4).ok_or_else(|| bad("truncated throttle_time_ms"))?;
     let mut edits = Edits { frame: &frame, splice: None, done: 0 };
     for _ in 0..c.array_len(flexible).ok_or_else(|| bad("truncated results"))? {
