@@ -563,17 +563,11 @@ fn report(paths: &[Path]) {
     // On two shared cores every CPU second a proxy spends is taken from the client and brokers:
     // their CPU per GB beside the proxy's shows where the throughput goes.
     let per_gb = |cpu: Duration, path: &Path| format!("{:.2}", cpu.as_secs_f64() / (path.bytes as f64 / 1e9));
-    row("proxy CPU s/GB in bulk phases", &|path| {
-        (path.proxy.is_some() && path.bytes > 0).then(|| per_gb(path.cpu, path))
-    });
-    row("proxy context switches per MB", &|path| {
-        (path.proxy.is_some() && path.bytes > 0)
-            .then(|| format!("{:.1}", path.switches as f64 / (path.bytes as f64 / 1e6)))
-    });
-    row("proxy minor page faults per MB", &|path| {
-        (path.proxy.is_some() && path.bytes > 0)
-            .then(|| format!("{:.1}", path.faults as f64 / (path.bytes as f64 / 1e6)))
-    });
+    let per_mb = |count: u64, path: &Path| format!("{:.1}", count as f64 / (path.bytes as f64 / 1e6));
+    let measured_proxy = |path: &Path| path.proxy.is_some() && path.bytes > 0;
+    row("proxy CPU s/GB in bulk phases", &|path| measured_proxy(path).then(|| per_gb(path.cpu, path)));
+    row("proxy context switches per MB", &|path| measured_proxy(path).then(|| per_mb(path.switches, path)));
+    row("proxy minor page faults per MB", &|path| measured_proxy(path).then(|| per_mb(path.faults, path)));
     row("client+brokers CPU s/GB, same phases", &|path| {
         (path.bytes > 0).then(|| per_gb(path.client_and_brokers_cpu, path))
     });
