@@ -8,7 +8,8 @@
 //!
 //! Reports medians over the rounds: produce and consume throughput (MB/s, ratio to direct), the
 //! latency of small acks=1 Produce requests sent one at a time (p50/p99/p999, and the difference to
-//! direct, beside what a plain TCP relay adds: the floor of any user-space proxy on the machine),
+//! direct, beside what two relays that only move bytes add: a plain TCP relay, the floor of any
+//! user-space proxy on the machine, and an in-kernel BPF sockmap relay, the floor of any proxy),
 //! the throughput of pipelined Produce requests on one connection, each proxy's CPU seconds per GB
 //! moved in the bulk phases, and its peak RSS.
 
@@ -24,12 +25,16 @@ use kafka_gateway::upstream::Connection;
 use kafka_protocol::messages::{ApiKey, ProduceRequest, RequestHeader, TopicName, produce_request};
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use rdkafka::client::{Client, DefaultClientContext};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::types::RDKafkaType;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[path = "e2e/relays.rs"]
+mod relays;
 
 #[derive(Parser)]
 struct Args {
@@ -58,32 +63,20 @@ struct Args {
     /// Accepted and ignored: `cargo bench` passes it to every bench target.
     #[arg(long, hide = true)]
     bench: bool,
-    /// Internal: run as the plain TCP relay (LISTEN_PORT TARGET) that marks the floor of any proxy.
-    #[arg(long, hide = true, num_args = 2, value_names = ["PORT", "TARGET"])]
+    /// Internal: run as the plain TCP relay (LISTEN_PORT TARGET ...) that marks the floor of any
+    /// user-space proxy.
+    #[arg(long, hide = true, num_args = 2..)]
     relay: Option<Vec<String>>,
+    /// Internal: run as the in-kernel relay (LISTEN_PORT TARGET ...) that marks the floor of any
+    /// proxy.
+    #[arg(long, hide = true, num_args = 2..)]
+    sockmap_relay: Option<Vec<String>>,
 }
 
-/// The plain relay's port: a proxy that only copies bytes (tokio's copy_bidirectional), in its
-/// own process, to broker 1. What it adds to a request's latency, any user-space proxy pays here.
-const RELAY_PORT: u16 = 39_499;
-
-/// Copies bytes between each accepted connection and `target`, nothing else.
-fn relay(port: u16, target: String) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
-        loop {
-            let (mut client, _) = listener.accept().await.unwrap();
-            let target = target.clone();
-            tokio::spawn(async move {
-                let mut upstream = tokio::net::TcpStream::connect(target).await.unwrap();
-                client.set_nodelay(true).unwrap();
-                upstream.set_nodelay(true).unwrap();
-                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-            });
-        }
-    });
-}
+/// The relays' ports for broker N are RELAY_PORT_BASE + N and SOCKMAP_PORT_BASE + N: proxies that
+/// only move bytes, each in its own process. What they cost, any proxy pays here.
+const RELAY_PORT_BASE: u16 = 39_480;
+const SOCKMAP_PORT_BASE: u16 = 39_490;
 
 /// The mock cluster keeps at most 5 MiB per partition (dropping the oldest), so the messages of a
 /// round are spread over enough partitions to be consumed whole.
@@ -97,9 +90,11 @@ const OTHER_PORT_BASE: u16 = 39_600;
 /// One way from the client to the cluster, and what was measured on it.
 struct Path {
     name: String,
-    /// The bootstrap servers librdkafka is given, for the bulk phases; `None` for the plain relay,
-    /// which reaches broker 1 only.
-    bootstrap: Option<String>,
+    /// The bootstrap servers librdkafka is given, for the bulk phases.
+    bootstrap: String,
+    /// The ports the mock cluster advertises for brokers 1, 2 and 3 while this path's clients
+    /// run: the brokers' own, or a relay's (a relay cannot change what the brokers advertise).
+    advertised: Vec<u16>,
     /// Where the latency and pipelined requests go: broker 1, by this path.
     broker_1: HostPort,
     /// The proxy's process, whose CPU and memory are reported; `None` for the direct path.
@@ -107,11 +102,16 @@ struct Path {
     produce: Vec<f64>,
     consume: Vec<f64>,
     pipelined: Vec<f64>,
+    /// CPU the whole machine spent in the pipelined phase (every process, kernel workers and
+    /// interrupts included: an in-kernel relay's work shows nowhere else), and the bytes it moved.
+    pipelined_machine_cpu: Duration,
+    pipelined_bytes: u64,
     latency: Vec<Histogram<u64>>,
-    /// CPU spent in the bulk phases by the proxy, and by this process (the librdkafka client and
-    /// the mock brokers), and the bytes moved.
+    /// CPU spent in the bulk phases by the proxy, by this process (the librdkafka client and the
+    /// mock brokers), and by the whole machine, and the bytes moved.
     cpu: Duration,
     client_and_brokers_cpu: Duration,
+    machine_cpu: Duration,
     bytes: u64,
     /// Context switches of the proxy's threads in the bulk phases: each is a wake-up or a preemption.
     switches: u64,
@@ -120,18 +120,23 @@ struct Path {
 }
 
 impl Path {
-    fn new(name: &str, bootstrap: Option<String>, broker_1: HostPort, proxy: Option<Proxy>) -> Self {
+    /// A path whose broker N is at `ports[N - 1]` on the loopback.
+    fn new(name: &str, ports: &[u16], proxy: Option<Proxy>, advertised: &[u16]) -> Self {
         Self {
             name: name.to_owned(),
-            bootstrap,
-            broker_1,
+            bootstrap: format!("127.0.0.1:{}", ports[0]),
+            advertised: advertised.to_vec(),
+            broker_1: loopback(ports[0]),
             proxy,
             produce: Vec::new(),
             consume: Vec::new(),
             pipelined: Vec::new(),
+            pipelined_machine_cpu: Duration::ZERO,
+            pipelined_bytes: 0,
             latency: Vec::new(),
             cpu: Duration::ZERO,
             client_and_brokers_cpu: Duration::ZERO,
+            machine_cpu: Duration::ZERO,
             bytes: 0,
             switches: 0,
             faults: 0,
@@ -147,35 +152,79 @@ impl Path {
     }
 }
 
+/// The relays' arguments: listening port, target, and so on.
+fn relay_pairs(args: &[String]) -> Vec<(u16, String)> {
+    args.chunks(2).map(|pair| (pair[0].parse().unwrap(), pair[1].clone())).collect()
+}
+
+/// Makes the mock cluster advertise broker N at 127.0.0.1:`ports[N - 1]` in its Metadata.
+fn advertise(owner: &Client, ports: &[u16]) {
+    // SAFETY: `owner` created the mock cluster and outlives it; the host string outlives the call
+    // (librdkafka copies it).
+    unsafe {
+        let cluster = rdkafka::bindings::rd_kafka_handle_mock_cluster(owner.native_ptr());
+        for (n, &port) in ports.iter().enumerate() {
+            rdkafka::bindings::rd_kafka_mock_broker_set_host_port(
+                cluster,
+                n as i32 + 1,
+                c"127.0.0.1".as_ptr(),
+                port.into(),
+            );
+        }
+    }
+}
+
 fn loopback(port: u16) -> HostPort {
     HostPort { host: "127.0.0.1".into(), port }
 }
 
 fn main() {
     let args = Args::parse();
-    if let Some(relay_args) = args.relay {
-        return relay(relay_args[0].parse().unwrap(), relay_args[1].clone());
+    if let Some(pairs) = &args.relay {
+        return relays::copy(relay_pairs(pairs));
     }
-    let mock = MockCluster::new(3).expect("a mock cluster");
+    if let Some(pairs) = &args.sockmap_relay {
+        if let Err(e) = relays::sockmap(relay_pairs(pairs)) {
+            eprintln!("the sockmap relay: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    // The mock cluster belongs to a client created for it, through which its brokers' advertised
+    // addresses can be changed (MockCluster hides its handle).
+    let mut config = ClientConfig::new();
+    config.set("test.mock.num.brokers", "3");
+    let native = config.create_native_config().unwrap();
+    let owner = Client::new(&config, native, RDKafkaType::RD_KAFKA_PRODUCER, DefaultClientContext).unwrap();
+    let mock = owner.mock_cluster().expect("a mock cluster");
     if let Some(max) = args.metadata_max_version {
         mock.apiversion(rdkafka::types::RDKafkaApiKey::Metadata, Some(0), Some(max)).unwrap();
     }
     let direct_bootstrap = mock.bootstrap_servers();
     let brokers: Vec<&str> = direct_bootstrap.split(',').collect();
+    let broker_ports: Vec<u16> = brokers.iter().map(|b| HostPort::parse(b).unwrap().port).collect();
+    let ports_from = |base: u16| [base + 1, base + 2, base + 3];
     let mut paths = vec![
-        Path::new("direct", Some(direct_bootstrap.clone()), HostPort::parse(brokers[0]).unwrap(), None),
-        Path::new("relay", None, loopback(RELAY_PORT), Some(Proxy::relay(brokers[0]))),
+        Path::new("direct", &broker_ports, None, &broker_ports),
         Path::new(
-            "gateway",
-            Some(format!("127.0.0.1:{PORT_BASE}")),
-            loopback(PORT_BASE + 1),
-            Some(Proxy::gateway(&direct_bootstrap)),
+            "relay",
+            &ports_from(RELAY_PORT_BASE),
+            Some(Proxy::relay("--relay", RELAY_PORT_BASE, &brokers).unwrap()),
+            &ports_from(RELAY_PORT_BASE),
         ),
+        Path::new("gateway", &ports_from(PORT_BASE), Some(Proxy::gateway(&direct_bootstrap)), &broker_ports),
     ];
+    // BPF needs CAP_BPF and CAP_NET_ADMIN; without them the run goes on without this floor.
+    match Proxy::relay("--sockmap-relay", SOCKMAP_PORT_BASE, &brokers) {
+        Ok(proxy) => {
+            let ports = ports_from(SOCKMAP_PORT_BASE);
+            paths.push(Path::new("sockmap", &ports, Some(proxy), &ports));
+        }
+        Err(e) => println!("no in-kernel relay in this run: {e}"),
+    }
     if let Some(command) = &args.other_proxy {
         let proxy = Proxy::other(command, &brokers);
-        let bootstrap = format!("127.0.0.1:{}", OTHER_PORT_BASE + 1);
-        paths.push(Path::new(&args.other_name, Some(bootstrap), loopback(OTHER_PORT_BASE + 1), Some(proxy)));
+        paths.push(Path::new(&args.other_name, &ports_from(OTHER_PORT_BASE), Some(proxy), &broker_ports));
     }
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     println!(
@@ -188,13 +237,15 @@ fn main() {
         let order: Vec<usize> = (0..paths.len()).map(|k| (round + k) % paths.len()).collect();
         for &i in &order {
             let path = &mut paths[i];
-            let Some(bootstrap) = path.bootstrap.clone() else { continue };
+            advertise(&owner, &path.advertised);
+            let bootstrap = path.bootstrap.clone();
             let topic = format!("bench-{round}-{}", path.name);
             mock.create_topic(&topic, PARTITIONS, 1).unwrap();
             for p in 0..PARTITIONS {
                 mock.partition_leader(&topic, p, Some(p % 3 + 1)).unwrap();
             }
             let (proxy_before, own_before) = (path.proxy_usage(), usage_of(std::process::id()));
+            let machine_before = machine_cpu();
             let switches_before = path.proxy_switches();
             let produce = produce_throughput(&bootstrap, &topic, args.messages);
             let consume = consume_throughput(&bootstrap, &topic, args.messages);
@@ -202,6 +253,7 @@ fn main() {
             path.cpu += proxy_after.cpu - proxy_before.cpu;
             path.faults += proxy_after.faults - proxy_before.faults;
             path.client_and_brokers_cpu += usage_of(std::process::id()).cpu - own_before.cpu;
+            path.machine_cpu += machine_cpu() - machine_before;
             path.switches += path.proxy_switches() - switches_before;
             path.bytes += 2 * (args.messages * MESSAGE) as u64;
             println!("round {round} {:<12} produce {produce:7.1} MB/s  consume {consume:7.1} MB/s", path.name);
@@ -229,7 +281,10 @@ fn main() {
         let mut line = format!("round {round} one connection, pipelined MB/s:");
         for &i in &order {
             let path = &mut paths[i];
-            let rate = runtime.block_on(produce_pipelined(&path.broker_1, &topic, args.messages * MESSAGE));
+            let machine_before = machine_cpu();
+            let (bytes, rate) = runtime.block_on(produce_pipelined(&path.broker_1, &topic, args.messages * MESSAGE));
+            path.pipelined_machine_cpu += machine_cpu() - machine_before;
+            path.pipelined_bytes += bytes;
             line += &format!("  {} {rate:.1}", path.name);
             path.pipelined.push(rate);
         }
@@ -255,6 +310,16 @@ fn usage_of(pid: u32) -> Usage {
         stat.rsplit_once(')').unwrap().1.split_whitespace().skip(1).map(|f| f.parse().unwrap_or(0)).collect();
     // USER_HZ is 100 on Linux.
     Usage { cpu: Duration::from_millis((fields[10] + fields[11]) * 10), faults: fields[6] }
+}
+
+/// CPU time all cores have spent busy so far: user, system, interrupts and steal (/proc/stat).
+fn machine_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap();
+    let fields: Vec<u64> =
+        stat.lines().next().unwrap().split_whitespace().skip(1).map(|f| f.parse().unwrap()).collect();
+    // user nice system idle iowait irq softirq steal (guest time is counted in user already).
+    let busy = fields[0] + fields[1] + fields[2] + fields[5] + fields[6] + fields[7];
+    Duration::from_millis(busy * 10)
 }
 
 /// Voluntary and involuntary context switches of all of process `pid`'s threads so far.
@@ -285,11 +350,13 @@ impl Proxy {
     fn gateway(upstream: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("gateway.toml");
-        // The in-process client resolves no names: the gateway advertises its own address.
+        // The in-process client resolves no names: the gateway advertises its own address. The
+        // gateway learns the brokers from the Metadata its clients get, so a refresh of its own
+        // while the mock advertises a relay's ports (another path's turn) is left out.
         std::fs::write(
             &config,
             format!(
-                "[upstream]\nbootstrap_servers = \"{upstream}\"\n[listeners.bench]\nbind = \"127.0.0.1\"\n\
+                "[upstream]\nbootstrap_servers = \"{upstream}\"\nmetadata_refresh_secs = 3600\n[listeners.bench]\nbind = \"127.0.0.1\"\n\
                  bootstrap_port = {PORT_BASE}\nbroker_port_base = {PORT_BASE}\nadvertised = \"127.0.0.1:{{port}}\"\n"
             ),
         )
@@ -301,11 +368,17 @@ impl Proxy {
         proxy
     }
 
-    /// This bench binary as the plain relay to broker 1.
-    fn relay(broker_1: &str) -> Self {
+    /// This bench binary as one of the relays (`flag`), broker N on `port_base` + N.
+    fn relay(flag: &str, port_base: u16, brokers: &[&str]) -> Result<Self, String> {
         let mut command = Command::new(std::env::current_exe().unwrap());
-        command.args(["--relay", &RELAY_PORT.to_string(), broker_1]);
-        Self::spawn("the plain relay", command, &[RELAY_PORT])
+        command.arg(flag);
+        let mut ports = Vec::new();
+        for (n, broker) in brokers.iter().enumerate() {
+            let port = port_base + n as u16 + 1;
+            command.args([&port.to_string(), *broker]);
+            ports.push(port);
+        }
+        Self::try_spawn(&format!("the relay {flag}"), command, &ports)
     }
 
     /// The `--other-proxy` command, its placeholders filled in, run by `sh` with `exec` so that the
@@ -325,7 +398,12 @@ impl Proxy {
     }
 
     /// Starts `command` and waits until every one of `ports` takes connections.
-    fn spawn(what: &str, mut command: Command, ports: &[u16]) -> Self {
+    fn spawn(what: &str, command: Command, ports: &[u16]) -> Self {
+        Self::try_spawn(what, command, ports).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// As `spawn`, but a proxy that exits before it listens is an error, not a panic.
+    fn try_spawn(what: &str, mut command: Command, ports: &[u16]) -> Result<Self, String> {
         for &port in ports {
             assert!(
                 std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
@@ -337,12 +415,14 @@ impl Proxy {
         let deadline = Instant::now() + Duration::from_secs(10);
         for &port in ports {
             while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-                assert!(proxy.child.try_wait().unwrap().is_none(), "{what} exited");
+                if let Some(status) = proxy.child.try_wait().unwrap() {
+                    return Err(format!("{what} exited ({status})"));
+                }
                 assert!(Instant::now() < deadline, "{what} did not open port {port}");
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
-        proxy
+        Ok(proxy)
     }
 
     fn peak_rss_kib(&self) -> u64 {
@@ -439,6 +519,11 @@ fn produce_request(topic: &str, records: &[Record]) -> ProduceRequest {
     ])
 }
 
+/// How long the phases on one connection wait after connecting before the first byte: the sockmap
+/// relay joins the connection's sockets after accepting it, and bytes written on while it does so
+/// would race the kernel's forwarding. Every path waits the same, outside the timed part.
+const JOIN_PAUSE: Duration = Duration::from_millis(20);
+
 /// A record of a batch, without key or headers.
 fn record(offset: i64, value: Bytes) -> Record {
     Record {
@@ -460,9 +545,9 @@ fn record(offset: i64, value: Bytes) -> Record {
 
 /// Produce throughput over one connection to broker 1: acks=1 Produce v9 requests of 256 × 1 KiB
 /// records, written back to back while the responses are read, so that only the path limits the
-/// rate. Unlike the librdkafka phases, a plain relay can carry this too: it marks the throughput
-/// floor of any user-space proxy, as the latency phase marks the latency floor.
-async fn produce_pipelined(broker_1: &HostPort, topic: &str, bytes: usize) -> f64 {
+/// rate. Unlike the librdkafka phases, the relays can carry this too: they mark the throughput
+/// floor of a proxy, as the latency phase marks the latency floor.
+async fn produce_pipelined(broker_1: &HostPort, topic: &str, bytes: usize) -> (u64, f64) {
     let value = Bytes::from(vec![b'b'; MESSAGE]);
     let batch: Vec<Record> = (0..256).map(|i| record(i, value.clone())).collect();
     let request = produce_request(topic, &batch);
@@ -481,6 +566,7 @@ async fn produce_pipelined(broker_1: &HostPort, topic: &str, bytes: usize) -> f6
     let n = bytes.div_ceil(frame.len());
 
     let stream = tokio::net::TcpStream::connect((broker_1.host.as_str(), broker_1.port)).await.unwrap();
+    tokio::time::sleep(JOIN_PAUSE).await;
     stream.set_nodelay(true).unwrap();
     let (mut rd, mut wr) = stream.into_split();
     let start = Instant::now();
@@ -498,7 +584,8 @@ async fn produce_pipelined(broker_1: &HostPort, topic: &str, bytes: usize) -> f6
         }
     };
     tokio::join!(writer, reader);
-    (n * frame.len()) as f64 / 1e6 / start.elapsed().as_secs_f64()
+    let moved = n * frame.len();
+    (moved as u64, moved as f64 / 1e6 / start.elapsed().as_secs_f64())
 }
 
 /// Sends `n` small acks=1 Produce requests one at a time (v9: a frame the gateway streams) and
@@ -507,6 +594,7 @@ async fn produce_latency(broker_1: &HostPort, topic: &str, n: usize) -> Histogra
     let record = record(0, Bytes::from_static(&[b'l'; 100]));
     let request = produce_request(topic, &[record]);
     let mut conn = Connection::open(broker_1, Duration::from_secs(10)).await.unwrap();
+    tokio::time::sleep(JOIN_PAUSE).await;
     let mut histogram = Histogram::<u64>::new(3).unwrap();
     for i in 0..n + n / 10 {
         let start = Instant::now();
@@ -554,6 +642,10 @@ fn report(paths: &[Path]) {
     row("produce throughput (MB/s)", &ratio(|p| &p.produce));
     row("consume throughput (MB/s)", &ratio(|p| &p.consume));
     row("one connection, pipelined (MB/s)", &ratio(|p| &p.pipelined));
+    row("  machine CPU s/GB", &|path| {
+        let gb = path.pipelined_bytes as f64 / 1e9;
+        (gb > 0.0).then(|| format!("{:.2}", path.pipelined_machine_cpu.as_secs_f64() / gb))
+    });
     for (name, q) in [("produce latency p50 (µs, added)", 0.5), ("  p99", 0.99), ("  p999", 0.999)] {
         row(name, &|path| {
             let (v, d) = (quantile(&path.latency, q), quantile(&direct.latency, q));
@@ -571,6 +663,8 @@ fn report(paths: &[Path]) {
     row("client+brokers CPU s/GB, same phases", &|path| {
         (path.bytes > 0).then(|| per_gb(path.client_and_brokers_cpu, path))
     });
+    // Everything, kernel workers included: where an in-kernel relay's work is counted.
+    row("machine CPU s/GB, same phases", &|path| (path.bytes > 0).then(|| per_gb(path.machine_cpu, path)));
     row("proxy peak RSS (MiB)", &|path| {
         path.proxy.as_ref().map(|proxy| format!("{:.1}", proxy.peak_rss_kib() as f64 / 1024.0))
     });
