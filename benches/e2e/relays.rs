@@ -1,5 +1,5 @@
-//! The floors a proxy is measured against: relays to broker 1 that only move bytes, each run as
-//! this bench binary in its own process. One copies in user space (tokio's copy_bidirectional);
+//! The floors a proxy is measured against: relays that only move bytes, one port per broker, each
+//! run as this bench binary in its own process. One copies in user space (tokio's copy_bidirectional);
 //! the other never lets a byte reach user space (a BPF sockmap redirects every segment that
 //! arrives on one socket of a pair to the other's send queue, inside the kernel).
 
@@ -81,8 +81,8 @@ fn relay_through(map: &Sockmap, listener: &TcpListener, target: &str) -> io::Res
     Ok(())
 }
 
-/// A sockmap with a verdict program attached: a segment arriving on the socket in slot `s` goes
-/// out of the socket in the slot its cookie maps to in `peers`.
+/// A sockmap with a verdict program attached: a segment arriving on a socket in `socks` goes out
+/// of the socket in the slot that its cookie maps to in `peers`.
 struct Sockmap {
     socks: OwnedFd,
     peers: OwnedFd,
