@@ -174,6 +174,11 @@ fn advertise(owner: &Client, ports: &[u16]) {
     }
 }
 
+/// The loopback ports of brokers 1, 2 and 3 on a path whose broker N listens on `base` + N.
+fn ports_from(base: u16) -> [u16; 3] {
+    [base + 1, base + 2, base + 3]
+}
+
 fn loopback(port: u16) -> HostPort {
     HostPort { host: "127.0.0.1".into(), port }
 }
@@ -203,7 +208,6 @@ fn main() {
     let direct_bootstrap = mock.bootstrap_servers();
     let brokers: Vec<&str> = direct_bootstrap.split(',').collect();
     let broker_ports: Vec<u16> = brokers.iter().map(|b| HostPort::parse(b).unwrap().port).collect();
-    let ports_from = |base: u16| [base + 1, base + 2, base + 3];
     let mut paths = vec![
         Path::new("direct", &broker_ports, None, &broker_ports),
         Path::new(
@@ -363,7 +367,7 @@ impl Proxy {
         .unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_kafka-gateway"));
         command.args(["run", "--config"]).arg(&config).env("RUST_LOG", "warn");
-        let mut proxy = Self::spawn("the gateway", command, &[PORT_BASE + 1, PORT_BASE + 2, PORT_BASE + 3]);
+        let mut proxy = Self::spawn("the gateway", command, &ports_from(PORT_BASE));
         proxy.config_dir = Some(dir);
         proxy
     }
@@ -372,11 +376,9 @@ impl Proxy {
     fn relay(flag: &str, port_base: u16, brokers: &[&str]) -> Result<Self, String> {
         let mut command = Command::new(std::env::current_exe().unwrap());
         command.arg(flag);
-        let mut ports = Vec::new();
-        for (n, broker) in brokers.iter().enumerate() {
-            let port = port_base + n as u16 + 1;
+        let ports = ports_from(port_base);
+        for (port, broker) in ports.iter().zip(brokers) {
             command.args([&port.to_string(), *broker]);
-            ports.push(port);
         }
         Self::try_spawn(&format!("the relay {flag}"), command, &ports)
     }
@@ -385,12 +387,10 @@ impl Proxy {
     /// measured process is the proxy itself.
     fn other(template: &str, brokers: &[&str]) -> Self {
         let mut script = template.to_owned();
-        let mut ports = Vec::new();
-        for (n, broker) in brokers.iter().enumerate() {
-            let port = OTHER_PORT_BASE + n as u16 + 1;
+        let ports = ports_from(OTHER_PORT_BASE);
+        for (n, (port, broker)) in ports.iter().zip(brokers).enumerate() {
             script = script.replace(&format!("{{broker{}}}", n + 1), broker);
             script = script.replace(&format!("{{port{}}}", n + 1), &port.to_string());
-            ports.push(port);
         }
         let mut command = Command::new("sh");
         command.arg("-c").arg(format!("exec {script}"));

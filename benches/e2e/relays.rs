@@ -6,7 +6,6 @@
 use std::io::{self, Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Copies bytes between each connection accepted on a pair's port and its target, nothing else.
@@ -37,22 +36,16 @@ pub fn copy(pairs: Vec<(u16, String)>) {
 /// leaves the bytes to the kernel. Fails before listening where BPF is not allowed (it needs
 /// CAP_BPF and CAP_NET_ADMIN).
 pub fn sockmap(pairs: Vec<(u16, String)>) -> io::Result<()> {
-    let map = Arc::new(Sockmap::new()?);
+    let map = Sockmap::new()?;
     let listeners: Vec<_> = pairs
         .into_iter()
         .map(|(port, target)| Ok((TcpListener::bind(("127.0.0.1", port))?, target)))
         .collect::<io::Result<_>>()?;
-    let threads: Vec<_> = listeners
-        .into_iter()
-        .map(|(listener, target)| {
-            let map = map.clone();
-            std::thread::spawn(move || relay_through(&map, &listener, &target))
-        })
-        .collect();
-    for thread in threads {
-        thread.join().unwrap()?;
-    }
-    Ok(())
+    std::thread::scope(|scope| {
+        let threads: Vec<_> =
+            listeners.iter().map(|(listener, target)| scope.spawn(|| relay_through(&map, listener, target))).collect();
+        threads.into_iter().try_for_each(|thread| thread.join().unwrap())
+    })
 }
 
 fn relay_through(map: &Sockmap, listener: &TcpListener, target: &str) -> io::Result<()> {
