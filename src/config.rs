@@ -54,6 +54,9 @@ pub struct Config {
     /// Threads that move bytes; 0 = one per core. A gateway sharing a host with brokers or
     /// clients can be held to fewer.
     pub worker_threads: usize,
+    /// How long a worker thread polls the sessions' sockets before it sleeps (runtime.rs).
+    /// `None` = off.
+    pub busy_poll: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -320,6 +323,8 @@ struct RawGateway {
     record_per_version: usize,
     #[serde(default)]
     worker_threads: usize,
+    #[serde(default = "default_busy_poll_us")]
+    busy_poll_us: u64,
 }
 
 impl Default for RawGateway {
@@ -331,6 +336,7 @@ impl Default for RawGateway {
             record_dir: None,
             record_per_version: default_record_per_version(),
             worker_threads: 0,
+            busy_poll_us: default_busy_poll_us(),
         }
     }
 }
@@ -354,6 +360,13 @@ fn default_max_response_bytes() -> usize {
 fn default_tcp_keepalive_secs() -> u64 {
     60
 }
+/// Longer than a broker on the same machine takes to answer a small request (about 20 µs) and a
+/// client to send its next one, so a worker serving one request at a time need not sleep.
+fn default_busy_poll_us() -> u64 {
+    50
+}
+/// A timer may fire up to one window late while a worker polls (runtime.rs).
+const MAX_BUSY_POLL_US: u64 = 1_000;
 fn default_record_per_version() -> usize {
     3
 }
@@ -388,6 +401,12 @@ impl RawConfig {
                 return Err(ConfigError::new(key, "must be at least 64"));
             }
         }
+        if self.gateway.busy_poll_us > MAX_BUSY_POLL_US {
+            return Err(ConfigError::new(
+                "gateway.busy_poll_us",
+                format!("must be at most {MAX_BUSY_POLL_US} (a timer may fire up to this late); 0 turns it off"),
+            ));
+        }
         if self.listeners.is_empty() {
             return Err(ConfigError::new("listeners", "at least one listener group is required"));
         }
@@ -406,6 +425,7 @@ impl RawConfig {
             tcp_keepalive: (self.gateway.tcp_keepalive_secs > 0)
                 .then(|| Duration::from_secs(self.gateway.tcp_keepalive_secs)),
             worker_threads: self.gateway.worker_threads,
+            busy_poll: (self.gateway.busy_poll_us > 0).then(|| Duration::from_micros(self.gateway.busy_poll_us)),
         };
         let named: BTreeSet<i32> =
             config.groups.iter().flat_map(|g| g.az_by_node.keys().chain(g.broker_ports.keys()).copied()).collect();

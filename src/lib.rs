@@ -3,7 +3,8 @@
 //!
 //! A frame's journey: [`listener`] accepts, [`session`] pumps both directions, [`frame`] peeks at
 //! headers, [`inflight`] pairs responses with requests, [`rewrite`] replaces broker addresses using
-//! [`topology`], and [`upstream`] dials the brokers. [`config`] and [`template`] come before all that.
+//! [`topology`], and [`upstream`] dials the brokers, all on [`runtime`]'s threads, which poll a moment
+//! before they sleep. [`config`] and [`template`] come before all that.
 #![forbid(unsafe_code)]
 
 pub mod check;
@@ -17,6 +18,7 @@ pub mod inflight;
 pub mod listener;
 pub mod record;
 pub mod rewrite;
+pub mod runtime;
 pub mod session;
 pub mod template;
 pub mod topology;

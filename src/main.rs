@@ -92,11 +92,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if config.worker_threads > 0 {
-        runtime.worker_threads(config.worker_threads);
-    }
-    let runtime = runtime.enable_all().build().expect("a tokio runtime");
+    let runtime = kafka_gateway::runtime::build(&config).expect("a tokio runtime");
     runtime.block_on(async move {
         match cli.command {
             Command::Run(_) => run(config).await,

@@ -60,10 +60,11 @@ pub async fn connect(
     Ok(stream)
 }
 
-/// No Nagle delay (Kafka clients and brokers set it too), and keepalive so that idle connections
-/// survive load balancers that forget quiet flows.
+/// No Nagle delay (Kafka clients and brokers set it too), keepalive so that idle connections
+/// survive load balancers that forget quiet flows, and bytes arriving end a worker's busy poll.
 pub fn tune(stream: &TcpStream, keepalive: Option<Duration>) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
+    crate::runtime::watch(stream);
     if let Some(idle) = keepalive {
         let params = TcpKeepalive::new().with_time(idle).with_interval(Duration::from_secs(10)).with_retries(6);
         SockRef::from(stream).set_tcp_keepalive(&params)?;
