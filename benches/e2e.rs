@@ -107,6 +107,11 @@ struct Path {
     pipelined_machine_cpu: Duration,
     pipelined_bytes: u64,
     latency: Vec<Histogram<u64>>,
+    /// CPU the proxy and the whole machine spent in the latency phase, and the requests sent: what
+    /// a request costs when requests come one at a time (where a busy poll spends the most).
+    latency_proxy_cpu: Duration,
+    latency_machine_cpu: Duration,
+    latency_requests: u64,
     /// CPU spent in the bulk phases by the proxy, by this process (the librdkafka client and the
     /// mock brokers), and by the whole machine, and the bytes moved.
     cpu: Duration,
@@ -134,6 +139,9 @@ impl Path {
             pipelined_machine_cpu: Duration::ZERO,
             pipelined_bytes: 0,
             latency: Vec::new(),
+            latency_proxy_cpu: Duration::ZERO,
+            latency_machine_cpu: Duration::ZERO,
+            latency_requests: 0,
             cpu: Duration::ZERO,
             client_and_brokers_cpu: Duration::ZERO,
             machine_cpu: Duration::ZERO,
@@ -272,7 +280,11 @@ fn main() {
         let mut line = format!("round {round} latency p50/p99 µs:");
         for &i in &order {
             let path = &mut paths[i];
+            let (proxy_before, machine_before) = (path.proxy_usage(), machine_cpu());
             let histogram = runtime.block_on(produce_latency(&path.broker_1, &topic, args.latency));
+            path.latency_proxy_cpu += path.proxy_usage().cpu - proxy_before.cpu;
+            path.latency_machine_cpu += machine_cpu() - machine_before;
+            path.latency_requests += (args.latency + args.latency / 10) as u64;
             line += &format!(
                 "  {} {:.1}/{:.1}",
                 path.name,
@@ -652,6 +664,14 @@ fn report(paths: &[Path]) {
             Some(if path.proxy.is_none() { format!("{v:.1}") } else { format!("{v:.1} ({:+.1})", v - d) })
         });
     }
+    let per_request = |cpu: Duration, path: &Path| {
+        (path.latency_requests > 0)
+            .then(|| format!("{:.1}", cpu.as_secs_f64() * 1e6 / path.latency_requests as f64))
+    };
+    row("  proxy CPU µs per request", &|path| {
+        path.proxy.as_ref().and_then(|_| per_request(path.latency_proxy_cpu, path))
+    });
+    row("  machine CPU µs per request", &|path| per_request(path.latency_machine_cpu, path));
     // On two shared cores every CPU second a proxy spends is taken from the client and brokers:
     // their CPU per GB beside the proxy's shows where the throughput goes.
     let per_gb = |cpu: Duration, path: &Path| format!("{:.2}", cpu.as_secs_f64() / (path.bytes as f64 / 1e9));
