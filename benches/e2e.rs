@@ -665,8 +665,7 @@ fn report(paths: &[Path]) {
         });
     }
     let per_request = |cpu: Duration, path: &Path| {
-        (path.latency_requests > 0)
-            .then(|| format!("{:.1}", cpu.as_secs_f64() * 1e6 / path.latency_requests as f64))
+        (path.latency_requests > 0).then(|| format!("{:.1}", cpu.as_secs_f64() * 1e6 / path.latency_requests as f64))
     };
     row("  proxy CPU µs per request", &|path| {
         path.proxy.as_ref().and_then(|_| per_request(path.latency_proxy_cpu, path))

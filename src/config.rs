@@ -54,7 +54,7 @@ pub struct Config {
     /// Threads that move bytes; 0 = one per core. A gateway sharing a host with brokers or
     /// clients can be held to fewer.
     pub worker_threads: usize,
-    /// How long a worker thread polls the sessions' sockets before it sleeps (runtime.rs).
+    /// The longest a worker thread polls the sessions' sockets before it sleeps (runtime.rs).
     /// `None` = off.
     pub busy_poll: Option<Duration>,
 }
@@ -360,10 +360,10 @@ fn default_max_response_bytes() -> usize {
 fn default_tcp_keepalive_secs() -> u64 {
     60
 }
-/// Longer than a broker on the same machine takes to answer a small request (about 20 µs) and a
-/// client to send its next one, so a worker serving one request at a time need not sleep.
+/// The longest window, as Linux's haltpoll allows a guest's idle CPU by default; the window in use
+/// adapts below it (runtime.rs).
 fn default_busy_poll_us() -> u64 {
-    50
+    200
 }
 /// A timer may fire up to one window late while a worker polls (runtime.rs).
 const MAX_BUSY_POLL_US: u64 = 1_000;

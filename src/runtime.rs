@@ -2,14 +2,16 @@
 //!
 //! A worker thread with nothing to do sleeps in epoll until a socket is readable. On a virtual
 //! machine that sleep halts the virtual CPU, and waking it for the next frame costs the host a
-//! round trip: on the bench machine (a Firecracker VM) about 12 µs per wake-up, twice per request
-//! through a proxy, where the whole request takes 55 µs directly. So before it sleeps, a worker
-//! polls the gateway's sockets for `gateway.busy_poll_us` (as Linux's haltpoll governor does for a
-//! KVM guest's idle CPU, which this kernel lacks), yielding its CPU to any other runnable thread on
-//! each turn so that a busy host loses nothing to the wait. benches/README.md has the numbers.
+//! round trip, twice per request through a proxy: on the bench machine (a Firecracker VM) the
+//! gateway added 28–35 µs to a request that takes 55–60 µs directly, and 5–14 µs once its workers
+//! polled before sleeping. So before it sleeps, a worker polls the gateway's sockets for a moment
+//! (as Linux's haltpoll governor does for a KVM guest's idle CPU, which this kernel lacks),
+//! yielding its CPU to any other runnable thread on each turn so that a busy host loses nothing to
+//! the wait. benches/README.md has the numbers.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,18 +21,19 @@ use mio::{Events, Interest, Poll, Registry, Token};
 use crate::config::Config;
 
 /// The runtime `kafka-gateway run` serves on: `gateway.worker_threads` workers (0 = one per
-/// core), which poll for `gateway.busy_poll_us` before they sleep.
+/// core), which poll for up to `gateway.busy_poll_us` before they sleep.
 pub fn build(config: &Config) -> std::io::Result<tokio::runtime::Runtime> {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if config.worker_threads > 0 {
         builder.worker_threads(config.worker_threads);
     }
-    if let Some(window) = config.busy_poll {
-        let poll = Arc::new(BusyPoll::new(window)?);
-        let for_threads = Arc::clone(&poll);
+    if let Some(max) = config.busy_poll {
+        let poll = Arc::new(BusyPoll::new(max)?);
+        let (for_start, for_unpark) = (Arc::clone(&poll), Arc::clone(&poll));
         builder
-            .on_thread_start(move || WATCHER.with(|w| *w.borrow_mut() = Some(Arc::clone(&for_threads))))
-            .on_thread_park(move || poll.wait());
+            .on_thread_start(move || WATCHER.with(|w| *w.borrow_mut() = Some(Arc::clone(&for_start))))
+            .on_thread_park(move || poll.wait())
+            .on_thread_unpark(move || for_unpark.woken());
     }
     builder.enable_all().build()
 }
@@ -49,6 +52,8 @@ pub fn watch(socket: &impl AsRawFd) {
 thread_local! {
     /// The busy poll of the runtime this thread works for.
     static WATCHER: RefCell<Option<Arc<BusyPoll>>> = const { RefCell::new(None) };
+    /// When this thread, the one that polled, went idle: how long it stayed idle tunes the window.
+    static IDLE_SINCE: Cell<Option<Instant>> = const { Cell::new(None) };
 }
 
 /// A second epoll set holding every session socket (edge-triggered, beside tokio's own), which a
@@ -59,14 +64,22 @@ pub struct BusyPoll {
     /// the multi-threaded runtime only the worker that sleeps in tokio's epoll gains from it.
     poll: Mutex<(Poll, Events)>,
     registry: Registry,
-    window: Duration,
+    /// The current window in nanoseconds, between 0 and `max` (see `adapt`).
+    window_ns: AtomicU64,
+    max: Duration,
 }
 
 impl BusyPoll {
-    pub fn new(window: Duration) -> std::io::Result<Self> {
+    /// Starts with the longest window; idle periods longer than it shrink it.
+    pub fn new(max: Duration) -> std::io::Result<Self> {
         let poll = Poll::new()?;
         let registry = poll.registry().try_clone()?;
-        Ok(Self { poll: Mutex::new((poll, Events::with_capacity(16))), registry, window })
+        Ok(Self {
+            poll: Mutex::new((poll, Events::with_capacity(16))),
+            registry,
+            window_ns: AtomicU64::new(max.as_nanos() as u64),
+            max,
+        })
     }
 
     pub fn watch(&self, socket: &impl AsRawFd) {
@@ -76,15 +89,22 @@ impl BusyPoll {
         }
     }
 
+    /// The window the next poll uses.
+    pub fn window(&self) -> Duration {
+        Duration::from_nanos(self.window_ns.load(Ordering::Relaxed))
+    }
+
     /// Returns when a watched socket has become readable since the last poll, when a task was
     /// sent to the runtime from outside it (a spawn, a signal's handler), when the window has
     /// passed, or at once while another thread polls. Timers are not watched: one may fire up to
     /// a window late, which is why the window is at most a millisecond.
     pub fn wait(&self) {
         let Ok(mut guard) = self.poll.try_lock() else { return };
+        let started = Instant::now();
+        IDLE_SINCE.set(Some(started));
         let (poll, events) = &mut *guard;
         let metrics = tokio::runtime::Handle::try_current().ok().map(|h| h.metrics());
-        let deadline = Instant::now() + self.window;
+        let deadline = started + self.window();
         loop {
             if poll.poll(events, Some(Duration::ZERO)).is_err() || !events.is_empty() {
                 return;
@@ -99,6 +119,34 @@ impl BusyPoll {
             // returns at once and the poll goes on.
             std::thread::yield_now();
         }
+    }
+
+    /// Called when a worker has work again: if it was the one that polled, its idle time tunes
+    /// the window.
+    pub fn woken(&self) {
+        if let Some(since) = IDLE_SINCE.take() {
+            let window = adapt(self.window(), since.elapsed(), self.max);
+            self.window_ns.store(window.as_nanos() as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Where a window that has shrunk to nothing grows back from: a broker on the same host answers a
+/// small request in about 20 µs.
+const GROW_FROM: Duration = Duration::from_micros(25);
+
+/// The next window after an idle period of `idle`, as haltpoll tunes its own: an idle period the
+/// window covered leaves it as it is; one a longer window (up to `max`) would have covered doubles
+/// it; one longer than `max`, which no poll could have covered, halves it, so that sparse traffic
+/// costs no CPU in polls that end in sleep anyway.
+pub fn adapt(window: Duration, idle: Duration, max: Duration) -> Duration {
+    if idle > max {
+        let halved = window / 2;
+        if halved < Duration::from_micros(1) { Duration::ZERO } else { halved }
+    } else if idle > window {
+        (window * 2).max(GROW_FROM).min(max)
+    } else {
+        window
     }
 }
 

@@ -54,7 +54,7 @@ fn the_design_card_example_means_what_it_says() {
     let config = Config::from_toml(&text).unwrap();
     assert_eq!(config.max_frame_bytes, 100 * 1024 * 1024);
     assert_eq!(config.tcp_keepalive, Some(Duration::from_secs(60)));
-    assert_eq!(config.busy_poll, Some(Duration::from_micros(50)));
+    assert_eq!(config.busy_poll, Some(Duration::from_micros(200)));
     let g = &config.groups[0];
     assert_eq!(g.name, "tidb");
     assert_eq!(g.bind, "0.0.0.0".parse::<IpAddr>().unwrap());

@@ -98,3 +98,44 @@ fn the_gateways_runtime_wakes_for_bytes_on_a_session_socket() {
     // A worker polling sees no shutdown until its window ends; this one's is 30 s.
     runtime.shutdown_background();
 }
+
+#[test]
+fn the_window_shrinks_under_sparse_traffic_and_grows_back_for_quick_answers() {
+    let us = Duration::from_micros;
+    let max = us(200);
+    // Idle periods the window covered change nothing.
+    assert_eq!(super::adapt(us(200), us(60), max), us(200));
+    // Requests a second apart: no poll could have caught them, so each halves the window, down to
+    // nothing within a few requests.
+    let mut window = max;
+    let mut steps = 0;
+    while window > Duration::ZERO {
+        window = super::adapt(window, Duration::from_secs(1), max);
+        steps += 1;
+    }
+    assert_eq!(steps, 8, "200 µs halves to nothing in 8 sparse requests");
+    // Then answers 60 µs apart: the window grows back until it covers them, and stays.
+    window = super::adapt(window, us(60), max);
+    assert_eq!(window, us(25));
+    window = super::adapt(window, us(60), max);
+    assert_eq!(window, us(50));
+    window = super::adapt(window, us(60), max);
+    assert_eq!(window, us(100));
+    assert_eq!(super::adapt(window, us(60), max), us(100));
+    // Never beyond the configured longest.
+    assert_eq!(super::adapt(us(150), us(190), max), max);
+}
+
+#[test]
+fn the_worker_that_polled_tunes_the_window_when_it_wakes() {
+    let poll = BusyPoll::new(Duration::from_millis(5)).unwrap();
+    poll.wait();
+    std::thread::sleep(Duration::from_millis(20));
+    poll.woken();
+    assert_eq!(poll.window(), Duration::from_micros(2500), "an idle period beyond the longest window halves it");
+    // A thread that did not poll has nothing to say.
+    std::thread::scope(|s| {
+        s.spawn(|| poll.woken());
+    });
+    assert_eq!(poll.window(), Duration::from_micros(2500));
+}
