@@ -29,8 +29,7 @@ struct Args {
 
 const RACKS: [&str; 3] = ["us-west-2a", "us-west-2c", "us-west-2b"];
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
@@ -42,7 +41,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     if args.cluster_only {
         println!("bootstrap {}", cluster.bootstrap_servers());
-        wait(args.seconds).await?;
+        tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(wait(args.seconds))?;
         return Ok(());
     }
     let config = Config::from_toml(&format!(
@@ -61,6 +60,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         bind = args.bind,
         port = args.port,
     ))?;
+    // The runtime `kafka-gateway run` builds, so that the demo serves as the gateway does.
+    kafka_gateway::runtime::build(&config)?.block_on(serve(args, config))?;
+    drop(cluster);
+    Ok(())
+}
+
+async fn serve(args: Args, config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let gateway = Gateway::start(config.clone()).await?;
     let report = check::check(&config).await;
     println!("\n{}", report.render());
@@ -83,7 +89,6 @@ Ctrl-C stops the demo.",
     );
     wait(args.seconds).await?;
     gateway.shutdown();
-    drop(cluster);
     Ok(())
 }
 
