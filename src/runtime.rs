@@ -38,8 +38,9 @@ pub fn build(config: &Config) -> std::io::Result<tokio::runtime::Runtime> {
     builder.enable_all().build()
 }
 
-/// Lets a worker's busy poll end when `socket` becomes readable. Called for both sockets of every
-/// session on the runtime's threads; elsewhere (another runtime, busy polling off) it does nothing.
+/// Lets a worker's busy poll end when `socket` becomes readable. Called by `upstream::tune` for
+/// every socket it prepares (both sides of each session, the gateway's own metadata connections)
+/// on the runtime's threads; elsewhere (another runtime, busy polling off) it does nothing.
 /// A closed socket leaves the poll set by itself.
 pub fn watch(socket: &impl AsRawFd) {
     WATCHER.with(|w| {
