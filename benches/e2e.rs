@@ -75,17 +75,21 @@ struct Args {
 
 /// The relays' ports for broker N are RELAY_PORT_BASE + N and SOCKMAP_PORT_BASE + N: proxies that
 /// only move bytes, each in its own process. What they cost, any proxy pays here.
-const RELAY_PORT_BASE: u16 = 39_480;
-const SOCKMAP_PORT_BASE: u16 = 39_490;
+///
+/// Every fixed port of the bench lies below Linux's ephemeral range (32768–60999 by default): a
+/// port inside it can be taken as the local port of any connection the bench or its client makes
+/// (a CI run once failed so: 39600, the old base, was in use when the second gateway started).
+const RELAY_PORT_BASE: u16 = 29_480;
+const SOCKMAP_PORT_BASE: u16 = 29_490;
 
 /// The mock cluster keeps at most 5 MiB per partition (dropping the oldest), so the messages of a
 /// round are spread over enough partitions to be consumed whole.
 const PARTITIONS: i32 = 30;
 const MESSAGE: usize = 1024;
 /// The gateway's bootstrap port; broker N's is PORT_BASE + N.
-const PORT_BASE: u16 = 39_500;
+const PORT_BASE: u16 = 29_500;
 /// The other proxy's port for broker N is OTHER_PORT_BASE + N.
-const OTHER_PORT_BASE: u16 = 39_600;
+const OTHER_PORT_BASE: u16 = 29_600;
 
 /// One way from the client to the cluster, and what was measured on it.
 struct Path {
