@@ -81,15 +81,15 @@ struct Args {
 /// (a CI run once failed so: 39600, the old base, was in use when the second gateway started).
 const RELAY_PORT_BASE: u16 = 29_480;
 const SOCKMAP_PORT_BASE: u16 = 29_490;
+/// The gateway's bootstrap port; broker N's is PORT_BASE + N.
+const PORT_BASE: u16 = 29_500;
+/// The other proxy's port for broker N is OTHER_PORT_BASE + N (scripts/test's smoke run names it).
+const OTHER_PORT_BASE: u16 = 29_600;
 
 /// The mock cluster keeps at most 5 MiB per partition (dropping the oldest), so the messages of a
 /// round are spread over enough partitions to be consumed whole.
 const PARTITIONS: i32 = 30;
 const MESSAGE: usize = 1024;
-/// The gateway's bootstrap port; broker N's is PORT_BASE + N.
-const PORT_BASE: u16 = 29_500;
-/// The other proxy's port for broker N is OTHER_PORT_BASE + N.
-const OTHER_PORT_BASE: u16 = 29_600;
 
 /// One way from the client to the cluster, and what was measured on it.
 struct Path {

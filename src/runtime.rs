@@ -4,8 +4,8 @@
 //! machine that sleep halts the virtual CPU, and waking it for the next frame costs the host a
 //! round trip, twice per request through a proxy: on the bench machine (a Firecracker VM) the
 //! gateway added 18–39 µs at p50 to a request that takes 55–70 µs directly, and 6–15 µs once its
-//! workers polled before sleeping. So before it sleeps, a worker polls the gateway's sockets for a moment
-//! (as Linux's haltpoll governor does for a KVM guest's idle CPU, which this kernel lacks),
+//! workers polled before sleeping. So before it sleeps, a worker polls the gateway's sockets for a
+//! moment (as Linux's haltpoll governor does for a KVM guest's idle CPU, which this kernel lacks),
 //! yielding its CPU to any other runnable thread on each turn so that a busy host loses nothing to
 //! the wait. benches/README.md has the numbers.
 
