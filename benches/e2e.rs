@@ -15,6 +15,7 @@
 
 use std::io::Write as _;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -28,7 +29,7 @@ use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEnc
 use rdkafka::client::{Client, DefaultClientContext};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::types::RDKafkaType;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -460,13 +461,13 @@ impl Drop for Proxy {
 
 /// Produces `n` 1 KB messages with acks=1; MB/s from the first send to the last delivery.
 fn produce_throughput(bootstrap: &str, topic: &str, n: usize) -> f64 {
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+    let producer: ThreadedProducer<Deliveries> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("acks", "1")
         .set("enable.idempotence", "false")
         .set("linger.ms", "5")
         .set("queue.buffering.max.messages", "1000000")
-        .create()
+        .create_with_context(Deliveries::default())
         .unwrap();
     producer.client().fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
     let payload = vec![b'x'; MESSAGE];
@@ -485,7 +486,34 @@ fn produce_throughput(bootstrap: &str, topic: &str, n: usize) -> f64 {
         }
     }
     producer.flush(Duration::from_secs(60)).unwrap();
-    mb_per_s(n, start.elapsed())
+    let deliveries = producer.context();
+    let failed = deliveries.failed.load(Ordering::Relaxed);
+    assert_eq!(failed, 0, "{failed} of {n} messages were not delivered");
+    // Not `start.elapsed()`: `flush` waits for what is left in steps of up to 100 ms (rdkafka's
+    // BaseProducer::flush polls with that timeout while its own polling thread takes the delivery
+    // reports), which rounded every phase of about 300 ms up to the next 100 ms.
+    let last = deliveries.last.lock().unwrap().expect("a delivery report");
+    mb_per_s(n, last - start)
+}
+
+/// The producer's delivery reports: when the last one arrived, and how many failed.
+#[derive(Default)]
+struct Deliveries {
+    last: std::sync::Mutex<Option<Instant>>,
+    failed: AtomicUsize,
+}
+
+impl rdkafka::ClientContext for Deliveries {}
+
+impl rdkafka::producer::ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &rdkafka::producer::DeliveryResult<'_>, _: ()) {
+        if result.is_err() {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        *self.last.lock().unwrap() = Some(Instant::now());
+    }
 }
 
 /// Consumes `n` messages from the start of every partition; MB/s from the first fetch to the last.
