@@ -243,6 +243,19 @@ fn main() {
         let proxy = Proxy::other(command, &brokers);
         paths.push(Path::new(&args.other_name, &ports_from(OTHER_PORT_BASE), Some(proxy), &broker_ports));
     }
+    // One topic per path for the bulk phases and one for the raw phases, made once: the mock
+    // keeps what is produced (up to 5 MiB per partition), so a topic per round would grow it by
+    // 100 MB a path and round, and a run of 20 rounds saw every path's latency more than double
+    // from its first rounds to its last as the brokers' process grew.
+    for path in &paths {
+        let topic = format!("bench-{}", path.name);
+        mock.create_topic(&topic, PARTITIONS, 1).unwrap();
+        for p in 0..PARTITIONS {
+            mock.partition_leader(&topic, p, Some(p % 3 + 1)).unwrap();
+        }
+    }
+    mock.create_topic("latency", 1, 1).unwrap();
+    mock.partition_leader("latency", 0, Some(1)).unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     println!(
         "{} rounds, {} × {MESSAGE} B messages, {} latency requests per path and round",
@@ -256,11 +269,7 @@ fn main() {
             let path = &mut paths[i];
             advertise(&owner, &path.advertised);
             let bootstrap = path.bootstrap.clone();
-            let topic = format!("bench-{round}-{}", path.name);
-            mock.create_topic(&topic, PARTITIONS, 1).unwrap();
-            for p in 0..PARTITIONS {
-                mock.partition_leader(&topic, p, Some(p % 3 + 1)).unwrap();
-            }
+            let topic = format!("bench-{}", path.name);
             let (proxy_before, own_before) = (path.proxy_usage(), usage_of(std::process::id()));
             let machine_before = machine_cpu();
             let switches_before = path.proxy_switches();
@@ -279,9 +288,7 @@ fn main() {
         }
         // Latency in a phase of its own, so that no path's requests follow a bulk phase the
         // others do not.
-        let topic = format!("latency-{round}");
-        mock.create_topic(&topic, 1, 1).unwrap();
-        mock.partition_leader(&topic, 0, Some(1)).unwrap();
+        let topic = "latency";
         let mut line = format!("round {round} latency p50/p99 µs:");
         for &i in &order {
             let path = &mut paths[i];

@@ -3,10 +3,15 @@
 //! the other never lets a byte reach user space (a BPF sockmap redirects every segment that
 //! arrives on one socket of a pair to the other's send queue, inside the kernel).
 
+use std::collections::HashMap;
 use std::io::{self, Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
+
+use mio::unix::SourceFd;
+use mio::{Interest, Token};
 
 /// Copies bytes between each connection accepted on a pair's port and its target, nothing else.
 pub fn copy(pairs: Vec<(u16, String)>) {
@@ -41,25 +46,33 @@ pub fn sockmap(pairs: Vec<(u16, String)>) -> io::Result<()> {
         .into_iter()
         .map(|(port, target)| Ok((TcpListener::bind(("127.0.0.1", port))?, target)))
         .collect::<io::Result<_>>()?;
+    let mut poll = mio::Poll::new()?;
+    let open = Open { registry: poll.registry().try_clone()?, pairs: Mutex::default() };
     std::thread::scope(|scope| {
-        let threads: Vec<_> =
-            listeners.iter().map(|(listener, target)| scope.spawn(|| relay_through(&map, listener, target))).collect();
+        let threads: Vec<_> = listeners
+            .iter()
+            .map(|(listener, target)| scope.spawn(|| relay_through(&map, &open, listener, target)))
+            .collect();
+        scope.spawn(|| close_ended(&map, &open, &mut poll));
         threads.into_iter().try_for_each(|thread| thread.join().unwrap())
     })
 }
 
-fn relay_through(map: &Sockmap, listener: &TcpListener, target: &str) -> io::Result<()> {
-    // The descriptors stay open for the life of the process: a run opens a few hundred.
-    let mut pairs = Vec::new();
+/// The pairs in the sockmap, by the first of their two slots, and where their sockets are
+/// watched for a close.
+struct Open {
+    registry: mio::Registry,
+    pairs: Mutex<HashMap<u32, (TcpStream, TcpStream)>>,
+}
+
+fn relay_through(map: &Sockmap, open: &Open, listener: &TcpListener, target: &str) -> io::Result<()> {
     for client in listener.incoming() {
         let client = client?;
         let upstream = TcpStream::connect(target)?;
         client.set_nodelay(true)?;
         upstream.set_nodelay(true)?;
         // A connection its client already closed (the bench's probe of the port) cannot join.
-        if map.join(&client, &upstream).is_err() {
-            continue;
-        }
+        let Ok(slot) = map.join(&client, &upstream) else { continue };
         // Bytes that arrived before the sockets joined wait in the receive queue until more
         // arrive; forward them here. Clients here send one request and wait for its answer
         // first (librdkafka's ApiVersions; the raw phases pause after connecting), so no byte
@@ -69,9 +82,33 @@ fn relay_through(map: &Sockmap, listener: &TcpListener, target: &str) -> io::Res
         while let Ok(n @ 1..) = (&client).read(&mut pending) {
             (&upstream).write_all(&pending[..n])?;
         }
-        pairs.push((client, upstream));
+        // A segment's FIN is not redirected: the relay must see each side's close itself.
+        let mut pairs = open.pairs.lock().unwrap();
+        for (socket, token) in [(&client, slot), (&upstream, slot + 1)] {
+            open.registry.register(&mut SourceFd(&socket.as_raw_fd()), Token(token as usize), Interest::READABLE)?;
+        }
+        pairs.insert(slot, (client, upstream));
     }
     Ok(())
+}
+
+/// Closes both sockets of a pair once either side has closed. Left open, every connection a run
+/// made stayed open at the brokers too, and the mock cluster's thread, which polls all of its
+/// sockets on every turn, got slower round after round: every path's latency with it (direct
+/// p50 from 34 to 131 µs over 20 rounds).
+fn close_ended(map: &Sockmap, open: &Open, poll: &mut mio::Poll) -> io::Result<()> {
+    let mut events = mio::Events::with_capacity(64);
+    loop {
+        poll.poll(&mut events, None)?;
+        for event in events.iter().filter(|e| e.is_read_closed() || e.is_error()) {
+            let slot = event.token().0 as u32 & !1;
+            let Some((client, upstream)) = open.pairs.lock().unwrap().remove(&slot) else { continue };
+            for socket in [&client, &upstream] {
+                open.registry.deregister(&mut SourceFd(&socket.as_raw_fd()))?;
+                map.leave(socket)?;
+            }
+        }
+    }
 }
 
 /// A sockmap with a verdict program attached: a segment arriving on a socket in `socks` goes out
@@ -87,6 +124,7 @@ struct Sockmap {
 // From linux/bpf.h.
 const BPF_MAP_CREATE: i32 = 0;
 const BPF_MAP_UPDATE_ELEM: i32 = 2;
+const BPF_MAP_DELETE_ELEM: i32 = 3;
 const BPF_PROG_LOAD: i32 = 5;
 const BPF_PROG_ATTACH: i32 = 8;
 const BPF_MAP_TYPE_HASH: u32 = 1;
@@ -121,13 +159,19 @@ impl Sockmap {
 
     /// Puts `a` and `b` in the next two slots, each pointing at the other. The peers come first:
     /// a socket whose cookie has no peer passes its bytes to user space instead.
-    fn join(&self, a: &TcpStream, b: &TcpStream) -> io::Result<()> {
+    fn join(&self, a: &TcpStream, b: &TcpStream) -> io::Result<u32> {
         let slot = self.next_slot.fetch_add(2, Ordering::Relaxed);
         assert!(slot < MAX_ENTRIES, "the sockmap is full");
         map_update(&self.peers, &cookie(a)?, &(slot + 1))?;
         map_update(&self.peers, &cookie(b)?, &slot)?;
         map_update(&self.socks, &(slot + 1), &(b.as_raw_fd() as u32))?;
-        map_update(&self.socks, &slot, &(a.as_raw_fd() as u32))
+        map_update(&self.socks, &slot, &(a.as_raw_fd() as u32))?;
+        Ok(slot)
+    }
+
+    /// Forgets a socket about to be closed (closing it takes it out of the sockmap itself).
+    fn leave(&self, socket: &TcpStream) -> io::Result<()> {
+        map_delete(&self.peers, &cookie(socket)?)
     }
 }
 
@@ -232,6 +276,17 @@ fn map_create(map_type: u32, key_size: u32, value_size: u32) -> io::Result<Owned
         max_entries: u32,
     }
     bpf_fd(BPF_MAP_CREATE, &MapCreate { map_type, key_size, value_size, max_entries: MAX_ENTRIES })
+}
+
+fn map_delete<K>(map: &OwnedFd, key: &K) -> io::Result<()> {
+    #[repr(C)]
+    struct MapDelete {
+        map_fd: u32,
+        _pad: u32,
+        key: u64,
+    }
+    bpf(BPF_MAP_DELETE_ELEM, &MapDelete { map_fd: map.as_raw_fd() as u32, _pad: 0, key: key as *const K as u64 })
+        .map(drop)
 }
 
 fn map_update<K, V>(map: &OwnedFd, key: &K, value: &V) -> io::Result<()> {
