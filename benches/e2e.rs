@@ -244,9 +244,8 @@ fn main() {
         paths.push(Path::new(&args.other_name, &ports_from(OTHER_PORT_BASE), Some(proxy), &broker_ports));
     }
     // One topic per path for the bulk phases and one for the raw phases, made once: the mock
-    // keeps what is produced (up to 5 MiB per partition), so a topic per round would grow it by
-    // 100 MB a path and round, and a run of 20 rounds saw every path's latency more than double
-    // from its first rounds to its last as the brokers' process grew.
+    // keeps what is produced (up to 5 MiB per partition), so a topic per round would grow this
+    // process by 100 MB a path and round (8 GB in 20 rounds).
     for path in &paths {
         let topic = format!("bench-{}", path.name);
         mock.create_topic(&topic, PARTITIONS, 1).unwrap();
@@ -293,7 +292,7 @@ fn main() {
         for &i in &order {
             let path = &mut paths[i];
             let (proxy_before, machine_before) = (path.proxy_usage(), machine_cpu());
-            let histogram = runtime.block_on(produce_latency(&path.broker_1, &topic, args.latency));
+            let histogram = runtime.block_on(produce_latency(&path.broker_1, topic, args.latency));
             path.latency_proxy_cpu += path.proxy_usage().cpu - proxy_before.cpu;
             path.latency_machine_cpu += machine_cpu() - machine_before;
             path.latency_requests += (args.latency + args.latency / 10) as u64;
@@ -310,7 +309,7 @@ fn main() {
         for &i in &order {
             let path = &mut paths[i];
             let machine_before = machine_cpu();
-            let (bytes, rate) = runtime.block_on(produce_pipelined(&path.broker_1, &topic, args.messages * MESSAGE));
+            let (bytes, rate) = runtime.block_on(produce_pipelined(&path.broker_1, topic, args.messages * MESSAGE));
             path.pipelined_machine_cpu += machine_cpu() - machine_before;
             path.pipelined_bytes += bytes;
             line += &format!("  {} {rate:.1}", path.name);
