@@ -523,6 +523,12 @@ impl rdkafka::producer::ProducerContext for Deliveries {
 }
 
 /// Consumes `n` messages from the start of every partition; MB/s from the first fetch to the last.
+///
+/// The start offsets are looked up before the clock starts (which also connects the consumer to
+/// every broker): assigned `Offset::Beginning`, the first message came 500 ms after the start on
+/// every path (librdkafka retries an offset query it cannot finish yet after 500 ms), so each
+/// phase began with the same half second of waiting, and 100 MB that took 100 ms to move were
+/// timed as 600.
 fn consume_throughput(bootstrap: &str, topic: &str, n: usize) -> f64 {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -532,7 +538,8 @@ fn consume_throughput(bootstrap: &str, topic: &str, n: usize) -> f64 {
         .unwrap();
     let mut assignment = TopicPartitionList::new();
     for p in 0..PARTITIONS {
-        assignment.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+        let (low, _) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).unwrap();
+        assignment.add_partition_offset(topic, p, Offset::Offset(low)).unwrap();
     }
     consumer.assign(&assignment).unwrap();
     let start = Instant::now();
