@@ -156,6 +156,11 @@ impl Path {
         }
     }
 
+    /// This path's topic for the bulk phases, the same in every round.
+    fn topic(&self) -> String {
+        format!("bench-{}", self.name)
+    }
+
     fn proxy_usage(&self) -> Usage {
         self.proxy.as_ref().map_or(Usage::default(), |proxy| usage_of(proxy.child.id()))
     }
@@ -247,7 +252,7 @@ fn main() {
     // keeps what is produced (up to 5 MiB per partition), so a topic per round would grow this
     // process by 100 MB a path and round (8 GB in 20 rounds).
     for path in &paths {
-        let topic = format!("bench-{}", path.name);
+        let topic = path.topic();
         mock.create_topic(&topic, PARTITIONS, 1).unwrap();
         for p in 0..PARTITIONS {
             mock.partition_leader(&topic, p, Some(p % 3 + 1)).unwrap();
@@ -268,7 +273,7 @@ fn main() {
             let path = &mut paths[i];
             advertise(&owner, &path.advertised);
             let bootstrap = path.bootstrap.clone();
-            let topic = format!("bench-{}", path.name);
+            let topic = path.topic();
             let (proxy_before, own_before) = (path.proxy_usage(), usage_of(std::process::id()));
             let machine_before = machine_cpu();
             let switches_before = path.proxy_switches();

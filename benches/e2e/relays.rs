@@ -127,8 +127,8 @@ fn close_ended(map: &Sockmap, open: &Open) -> io::Result<Infallible> {
 }
 
 /// A libc call's result, or the error it left in errno.
-fn check(ret: i32) -> io::Result<i32> {
-    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(ret) }
+fn check<T: Copy + Into<i64>>(ret: T) -> io::Result<T> {
+    if ret.into() < 0 { Err(io::Error::last_os_error()) } else { Ok(ret) }
 }
 
 /// A sockmap with a verdict program attached: a segment arriving on a socket in `socks` goes out
@@ -331,8 +331,7 @@ fn map_elem<K>(cmd: i32, map: &OwnedFd, key: &K, value: u64) -> io::Result<()> {
 fn bpf<A>(cmd: i32, attr: &A) -> io::Result<i64> {
     // SAFETY: `attr` is a #[repr(C)] prefix of union bpf_attr for `cmd`, and every pointer in it
     // is valid for the call.
-    let ret = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *const A, size_of::<A>()) };
-    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(ret) }
+    check(unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *const A, size_of::<A>()) })
 }
 
 /// bpf(2) for a command that creates a map or a program: its descriptor.
@@ -346,8 +345,8 @@ fn cookie(socket: &TcpStream) -> io::Result<u64> {
     let mut cookie = 0u64;
     let mut len = size_of::<u64>() as libc::socklen_t;
     // SAFETY: `cookie` and `len` are valid for writes of the sizes given.
-    let ret = unsafe {
+    check(unsafe {
         libc::getsockopt(socket.as_raw_fd(), libc::SOL_SOCKET, libc::SO_COOKIE, (&raw mut cookie).cast(), &mut len)
-    };
-    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(cookie) }
+    })?;
+    Ok(cookie)
 }
