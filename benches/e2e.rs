@@ -61,6 +61,10 @@ struct Args {
     /// (kafka-proxy) refuse; 8 lets them take part.
     #[arg(long, value_name = "VERSION")]
     metadata_max_version: Option<i16>,
+    /// Paths to leave out of the run (relay, gateway, sockmap), comma-separated: for a quicker
+    /// side-by-side, or a profile of one path beside direct.
+    #[arg(long, value_delimiter = ',', value_name = "PATHS")]
+    skip: Vec<String>,
     /// Accepted and ignored: `cargo bench` passes it to every bench target.
     #[arg(long, hide = true)]
     bench: bool,
@@ -226,23 +230,26 @@ fn main() {
     let direct_bootstrap = mock.bootstrap_servers();
     let brokers: Vec<&str> = direct_bootstrap.split(',').collect();
     let broker_ports: Vec<u16> = brokers.iter().map(|b| HostPort::parse(b).unwrap().port).collect();
-    let mut paths = vec![
-        Path::new("direct", &broker_ports, None, &broker_ports),
-        Path::new(
-            "relay",
-            &ports_from(RELAY_PORT_BASE),
-            Some(Proxy::relay("--relay", RELAY_PORT_BASE, &brokers).unwrap()),
-            &ports_from(RELAY_PORT_BASE),
-        ),
-        Path::new("gateway", &ports_from(PORT_BASE), Some(Proxy::gateway(&direct_bootstrap)), &broker_ports),
-    ];
+    let skip = |name: &str| args.skip.iter().any(|s| s == name);
+    let mut paths = vec![Path::new("direct", &broker_ports, None, &broker_ports)];
+    if !skip("relay") {
+        let ports = ports_from(RELAY_PORT_BASE);
+        let proxy = Proxy::relay("--relay", RELAY_PORT_BASE, &brokers).unwrap();
+        paths.push(Path::new("relay", &ports, Some(proxy), &ports));
+    }
+    if !skip("gateway") {
+        let proxy = Proxy::gateway(&direct_bootstrap);
+        paths.push(Path::new("gateway", &ports_from(PORT_BASE), Some(proxy), &broker_ports));
+    }
     // BPF needs CAP_BPF and CAP_NET_ADMIN; without them the run goes on without this floor.
-    match Proxy::relay("--sockmap-relay", SOCKMAP_PORT_BASE, &brokers) {
-        Ok(proxy) => {
-            let ports = ports_from(SOCKMAP_PORT_BASE);
-            paths.push(Path::new("sockmap", &ports, Some(proxy), &ports));
+    if !skip("sockmap") {
+        match Proxy::relay("--sockmap-relay", SOCKMAP_PORT_BASE, &brokers) {
+            Ok(proxy) => {
+                let ports = ports_from(SOCKMAP_PORT_BASE);
+                paths.push(Path::new("sockmap", &ports, Some(proxy), &ports));
+            }
+            Err(e) => println!("no in-kernel relay in this run: {e}"),
         }
-        Err(e) => println!("no in-kernel relay in this run: {e}"),
     }
     if let Some(command) = &args.other_proxy {
         let proxy = Proxy::other(command, &brokers);
