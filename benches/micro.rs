@@ -129,7 +129,7 @@ async fn forward(count: usize, request: &[u8], response: &[u8], names: &Names<'_
     let (mut broker, proxy_broker) = tokio::io::duplex(256 * 1024);
     let (prd, pwr) = tokio::io::split(proxy_client);
     let (urd, uwr) = tokio::io::split(proxy_broker);
-    let limits = Limits { request: 1 << 20, response: 1 << 20 };
+    let limits = Limits { request: 1 << 20, response: 1 << 20, splice_min: 0 };
     let session = proxy(prd, pwr, urd, uwr, limits, names, None);
     let traffic = async {
         let mut got = vec![0; request.len()];

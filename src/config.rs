@@ -57,6 +57,9 @@ pub struct Config {
     /// The longest a worker thread polls the sessions' sockets before it sleeps (runtime.rs).
     /// `None` = off.
     pub busy_poll: Option<Duration>,
+    /// The least of a frame's bytes, past what a read took, that move from socket to socket in the
+    /// kernel instead of through the gateway's memory (splice.rs). 0 = never.
+    pub splice_min_bytes: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -325,6 +328,8 @@ struct RawGateway {
     worker_threads: usize,
     #[serde(default = "default_busy_poll_us")]
     busy_poll_us: u64,
+    #[serde(default = "default_splice_min_bytes")]
+    splice_min_bytes: usize,
 }
 
 impl Default for RawGateway {
@@ -337,6 +342,7 @@ impl Default for RawGateway {
             record_per_version: default_record_per_version(),
             worker_threads: 0,
             busy_poll_us: default_busy_poll_us(),
+            splice_min_bytes: default_splice_min_bytes(),
         }
     }
 }
@@ -365,6 +371,11 @@ fn default_tcp_keepalive_secs() -> u64 {
 fn default_busy_poll_us() -> u64 {
     200
 }
+/// Below a few pages, the two splices of a pipe cost more than copying the bytes (splice.rs).
+fn default_splice_min_bytes() -> usize {
+    16 * 1024
+}
+const MIN_SPLICE_BYTES: usize = 4096;
 /// A timer may fire up to one window late while a worker polls (runtime.rs).
 const MAX_BUSY_POLL_US: u64 = 1_000;
 fn default_record_per_version() -> usize {
@@ -407,6 +418,14 @@ impl RawConfig {
                 format!("must be at most {MAX_BUSY_POLL_US} (a timer may fire up to this late); 0 turns it off"),
             ));
         }
+        if self.gateway.splice_min_bytes != 0 && self.gateway.splice_min_bytes < MIN_SPLICE_BYTES {
+            return Err(ConfigError::new(
+                "gateway.splice_min_bytes",
+                format!(
+                    "must be 0 (never splice) or at least {MIN_SPLICE_BYTES}: a smaller splice costs more than a copy"
+                ),
+            ));
+        }
         if self.listeners.is_empty() {
             return Err(ConfigError::new("listeners", "at least one listener group is required"));
         }
@@ -426,6 +445,7 @@ impl RawConfig {
                 .then(|| Duration::from_secs(self.gateway.tcp_keepalive_secs)),
             worker_threads: self.gateway.worker_threads,
             busy_poll: (self.gateway.busy_poll_us > 0).then(|| Duration::from_micros(self.gateway.busy_poll_us)),
+            splice_min_bytes: self.gateway.splice_min_bytes,
         };
         let named: BTreeSet<i32> =
             config.groups.iter().flat_map(|g| g.az_by_node.keys().chain(g.broker_ports.keys()).copied()).collect();

@@ -5,7 +5,8 @@
 //! in flight, and gives back when they are written. A read may hold many frames or part of one;
 //! the pump peeks at each frame's first bytes, and forwards everything up to the first frame it
 //! must wait for in one write. A frame is never buffered whole unless it is rewritten, so a 100 MiB
-//! produce request costs the same memory as a small one.
+//! produce request costs the same memory as a small one, and the rest of a large frame past a read
+//! moves from socket to socket in the kernel ([`crate::splice`]).
 
 use std::io;
 use std::net::SocketAddr;
@@ -21,6 +22,7 @@ use crate::gateway::{Gateway, Target};
 use crate::inflight::{Inflight, OrderError, Pending};
 use crate::record::Recorder;
 use crate::rewrite::{self, Action, Advertise, Refused, RewriteError, api_versions};
+use crate::splice::{Moved, Pipe};
 use crate::upstream::{self, UpstreamError};
 
 /// Bytes read at a time: the size of the buffers a direction borrows while bytes are in flight.
@@ -38,13 +40,37 @@ thread_local! {
 /// idle connection holds none (10,000 idle connections would otherwise pin 1.25 GiB of buffers).
 pub trait Source: AsyncRead + Unpin {
     fn ready(&mut self) -> impl std::future::Future<Output = io::Result<()>>;
+
+    /// The socket behind it, from which large frames can be spliced.
+    fn socket(&self) -> Option<&TcpStream> {
+        None
+    }
 }
 
 impl Source for tokio::net::tcp::OwnedReadHalf {
     async fn ready(&mut self) -> io::Result<()> {
         self.readable().await
     }
+
+    fn socket(&self) -> Option<&TcpStream> {
+        Some(self.as_ref())
+    }
 }
+
+/// A direction's write side, and the socket behind it, to which large frames can be spliced.
+pub trait Sink: AsyncWrite + Unpin {
+    fn socket(&self) -> Option<&TcpStream> {
+        None
+    }
+}
+
+impl Sink for tokio::net::tcp::OwnedWriteHalf {
+    fn socket(&self) -> Option<&TcpStream> {
+        Some(self.as_ref())
+    }
+}
+
+impl<T: AsyncWrite> Sink for tokio::io::WriteHalf<T> {}
 
 /// In-memory streams (tests, benchmarks) have no readiness: the read itself waits.
 impl<T: AsyncRead> Source for tokio::io::ReadHalf<T> {
@@ -53,8 +79,9 @@ impl<T: AsyncRead> Source for tokio::io::ReadHalf<T> {
     }
 }
 
-/// Reads more bytes into `buf`, borrowing a pooled buffer if it has none. False at end of stream.
-async fn fill(from: &mut impl Source, buf: &mut BytesMut) -> io::Result<bool> {
+/// Reads more bytes into `buf`, borrowing a pooled buffer if it has none, at most `limit` of them.
+/// False at end of stream.
+async fn fill(from: &mut impl Source, buf: &mut BytesMut, limit: usize) -> io::Result<bool> {
     if buf.is_empty() {
         from.ready().await?;
         if buf.capacity() == 0 {
@@ -65,7 +92,7 @@ async fn fill(from: &mut impl Source, buf: &mut BytesMut) -> io::Result<bool> {
         // Reclaims the front of a buffer whose bytes were written, without allocating.
         buf.reserve(READ_CHUNK);
     }
-    Ok(from.read_buf(buf).await? > 0)
+    Ok(from.read_buf(&mut buf.limit(limit)).await? > 0)
 }
 
 /// Gives a drained buffer back to the worker's pool.
@@ -120,31 +147,38 @@ async fn run(gateway: &Arc<Gateway>, group: usize, target: Target, client: TcpSt
     let (client_rd, client_wr) = client.into_split();
     let (upstream_rd, upstream_wr) = upstream.into_split();
     let advertiser = gateway.advertiser(group);
-    let limits = Limits { request: gateway.config.max_frame_bytes, response: gateway.config.max_response_bytes };
+    let config = &gateway.config;
+    let limits = Limits {
+        request: config.max_frame_bytes,
+        response: config.max_response_bytes,
+        splice_min: config.splice_min_bytes,
+    };
     proxy(client_rd, client_wr, upstream_rd, upstream_wr, limits, &advertiser, gateway.recorder.as_ref()).await
 }
 
-/// The largest request forwarded, and the largest response held whole to be rewritten.
+/// The largest request forwarded, the largest response held whole to be rewritten, and the least
+/// rest of a frame past a read that moves in the kernel (`gateway.splice_min_bytes`, 0 = never).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub request: usize,
     pub response: usize,
+    pub splice_min: usize,
 }
 
 /// Runs both directions of one connection until one of them ends.
 pub async fn proxy(
     client_rd: impl Source,
-    client_wr: impl AsyncWrite + Unpin,
+    client_wr: impl Sink,
     upstream_rd: impl Source,
-    upstream_wr: impl AsyncWrite + Unpin,
+    upstream_wr: impl Sink,
     limits: Limits,
     advertiser: &(dyn Advertise + Sync),
     recorder: Option<&Recorder>,
 ) -> Result<(), SessionError> {
     let inflight = Inflight::default();
     tokio::select! {
-        r = pump_requests(client_rd, upstream_wr, &inflight, limits.request) => r,
-        r = pump_responses(upstream_rd, client_wr, &inflight, limits.response, advertiser, recorder) => r,
+        r = pump_requests(client_rd, upstream_wr, &inflight, limits) => r,
+        r = pump_responses(upstream_rd, client_wr, &inflight, limits, advertiser, recorder) => r,
     }
 }
 
@@ -152,19 +186,19 @@ pub async fn proxy(
 /// responses will need a rewrite and to refuse versions the gateway could not rewrite.
 async fn pump_requests(
     mut from: impl Source,
-    mut to: impl AsyncWrite + Unpin,
+    mut to: impl Sink,
     inflight: &Inflight,
-    max_frame_bytes: usize,
+    limits: Limits,
 ) -> Result<(), SessionError> {
     let mut buf = BytesMut::new();
     let mut place = Place::default();
     loop {
-        if !fill(&mut from, &mut buf).await? {
+        if !fill(&mut from, &mut buf, place.read_limit()).await? {
             return Ok(());
         }
         while place.frame_done(buf.len()) {
             let next = &buf[place.ready..];
-            let Peek::Ready(len) = frame::frame_len(next, MIN_REQUEST, max_frame_bytes)? else { break };
+            let Peek::Ready(len) = frame::frame_len(next, MIN_REQUEST, limits.request)? else { break };
             let Peek::Ready(head) = frame::peek_request(next, len)? else { break };
             let action = rewrite::plan(head.api_key, head.api_version)?;
             trace!(
@@ -189,6 +223,10 @@ async fn pump_requests(
             to.write_all(&buf[..place.ready]).await?;
             buf.advance(std::mem::take(&mut place.ready));
         }
+        if !splice_rest(&from, &to, &buf, &mut place, limits.splice_min).await? {
+            // The client closed within a request: as at any other close, nothing more to send.
+            return Ok(());
+        }
         release(&mut buf);
     }
 }
@@ -197,16 +235,16 @@ async fn pump_requests(
 /// read whole and replaced, all others are forwarded as they came.
 async fn pump_responses(
     mut from: impl Source,
-    mut to: impl AsyncWrite + Unpin,
+    mut to: impl Sink,
     inflight: &Inflight,
-    max_response_bytes: usize,
+    limits: Limits,
     advertiser: &(dyn Advertise + Sync),
     recorder: Option<&Recorder>,
 ) -> Result<(), SessionError> {
     let mut buf = BytesMut::new();
     let mut place = Place::default();
     loop {
-        if !fill(&mut from, &mut buf).await? {
+        if !fill(&mut from, &mut buf, place.read_limit()).await? {
             return if buf.is_empty() && place.rest == 0 { Ok(()) } else { Err(SessionError::Truncated) };
         }
         while place.frame_done(buf.len()) {
@@ -220,8 +258,8 @@ async fn pump_responses(
                 place.rest = len;
                 continue;
             }
-            if len > max_response_bytes {
-                return Err(SessionError::ResponseTooLarge { size: len, limit: max_response_bytes });
+            if len > limits.response {
+                return Err(SessionError::ResponseTooLarge { size: len, limit: limits.response });
             }
             // Send what precedes this frame, then hold the frame whole.
             to.write_all(&buf[..place.ready]).await?;
@@ -243,7 +281,36 @@ async fn pump_responses(
             to.write_all(&buf[..place.ready]).await?;
             buf.advance(std::mem::take(&mut place.ready));
         }
+        if !splice_rest(&from, &to, &buf, &mut place, limits.splice_min).await? {
+            return Err(SessionError::Truncated);
+        }
         release(&mut buf);
+    }
+}
+
+/// Moves the rest of a large frame that goes on past the buffer from socket to socket in the kernel
+/// (src/splice.rs), when both sides are sockets, the rest is at least `min` bytes (0 = never) and a
+/// pipe can be had. False when the source ended within the frame.
+async fn splice_rest(
+    from: &impl Source,
+    to: &impl Sink,
+    buf: &BytesMut,
+    place: &mut Place,
+    min: usize,
+) -> io::Result<bool> {
+    if min == 0 || place.rest < min || !buf.is_empty() {
+        return Ok(true);
+    }
+    let (Some(from), Some(to)) = (from.socket(), to.socket()) else { return Ok(true) };
+    let Some(pipe) = Pipe::take() else { return Ok(true) };
+    match pipe.forward(from, to, place.rest).await? {
+        Moved::All => {
+            place.rest = 0;
+            place.spliced = true;
+            Ok(true)
+        }
+        Moved::Ended(_) => Ok(false),
+        Moved::Refused => Ok(true),
     }
 }
 
@@ -254,9 +321,17 @@ async fn pump_responses(
 struct Place {
     ready: usize,
     rest: usize,
+    /// The last frame's bulk was spliced: the next is likely large too, so the next read takes
+    /// only enough for its header, and its bulk stays in the kernel as well.
+    spliced: bool,
 }
 
 impl Place {
+    /// How many bytes the next read may take; it resets the hint.
+    fn read_limit(&mut self) -> usize {
+        if std::mem::take(&mut self.spliced) { MIN_READ } else { usize::MAX }
+    }
+
     /// Counts the current frame's bytes among the `buffered` ones as ready. True when the frame is
     /// complete, so that the next one starts at `ready`; false while it goes on past the buffer.
     fn frame_done(&mut self, buffered: usize) -> bool {

@@ -616,7 +616,7 @@ async fn run_through_proxy(exchanges: &[Exchange], pieces: &[usize], pipe: usize
     let (prd, pwr) = tokio::io::split(proxy_client);
     let (urd, uwr) = tokio::io::split(proxy_broker);
     let names = names(&config);
-    let limits = Limits { request: 1 << 20, response: 1 << 20 };
+    let limits = Limits { request: 1 << 20, response: 1 << 20, splice_min: 0 };
     let mut received = vec![0; requests.len()];
     let mut back = Vec::new();
     // All ends move at once: with small pipes, any end left waiting would stall the others.
@@ -705,7 +705,7 @@ proptest! {
             drop((client, broker));
             let (prd, pwr) = tokio::io::split(proxy_client);
             let (urd, uwr) = tokio::io::split(proxy_broker);
-            let limits = Limits { request: 1 << 10, response: 1 << 10 };
+            let limits = Limits { request: 1 << 10, response: 1 << 10, splice_min: 0 };
             let _ = proxy(prd, pwr, urd, uwr, limits, &names, None).await;
         });
     }

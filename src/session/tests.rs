@@ -1,4 +1,4 @@
-//! Session tests over in-memory pipes: what the broker receives and what the client gets back.
+//! Session tests over in-memory pipes and loopback sockets: what the broker receives and what the client gets back.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::metadata_response::MetadataResponseBroker;
@@ -33,7 +33,7 @@ fn rig(pipe: usize, max_frame_bytes: usize) -> Rig {
     let proxy = tokio::spawn(async move {
         let (crd, cwr) = tokio::io::split(client_side);
         let (brd, bwr) = tokio::io::split(broker_side);
-        let limits = Limits { request: max_frame_bytes, response: max_frame_bytes };
+        let limits = Limits { request: max_frame_bytes, response: max_frame_bytes, splice_min: 0 };
         proxy(crd, cwr, brd, bwr, limits, &Fake, None).await
     });
     Rig { client, broker, proxy }
@@ -246,7 +246,7 @@ async fn a_large_response_held_for_rewrite_leaves_no_large_buffer_in_the_pool() 
     let (mut broker, _) = broker_listener.accept().await.unwrap();
     let _proxy = tokio::spawn(async move {
         let ((crd, cwr), (brd, bwr)) = (gateway_side.into_split(), upstream.into_split());
-        proxy(crd, cwr, brd, bwr, Limits { request: 1 << 20, response: 8 << 20 }, &Fake, None).await
+        proxy(crd, cwr, brd, bwr, Limits { request: 1 << 20, response: 8 << 20, splice_min: 0 }, &Fake, None).await
     });
     let requests = [request(3, 12, 1, &[]), request(2, 5, 2, &[])];
     client.write_all(&requests.concat()).await.unwrap();
@@ -289,4 +289,102 @@ async fn a_large_response_held_for_rewrite_leaves_no_large_buffer_in_the_pool() 
         buf.reserve(READ_CHUNK);
         assert!(buf.capacity() <= 2 * READ_CHUNK, "a pooled buffer holds {} bytes", buf.capacity());
     }
+}
+
+/// A proxy between a test client and a test broker over loopback TCP, splicing what goes on for
+/// at least 16 KiB past a read: (client, broker, the proxy's task).
+async fn socket_rig() -> (TcpStream, TcpStream, JoinHandle<Result<(), SessionError>>) {
+    let (client_listener, broker_listener) = (
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    );
+    let client = TcpStream::connect(client_listener.local_addr().unwrap()).await.unwrap();
+    let (gateway_side, _) = client_listener.accept().await.unwrap();
+    let upstream = TcpStream::connect(broker_listener.local_addr().unwrap()).await.unwrap();
+    let (broker, _) = broker_listener.accept().await.unwrap();
+    let proxy = tokio::spawn(async move {
+        let ((crd, cwr), (brd, bwr)) = (gateway_side.into_split(), upstream.into_split());
+        proxy(crd, cwr, brd, bwr, Limits { request: 8 << 20, response: 8 << 20, splice_min: 16 << 10 }, &Fake, None)
+            .await
+    });
+    (client, broker, proxy)
+}
+
+/// A Produce v8 body with acks=1 (so that it is answered) before `records`.
+fn produce_body(records: &[u8]) -> Vec<u8> {
+    [&[0xff, 0xff, 0, 1][..], records].concat()
+}
+
+/// Writes `bytes` in pieces of `piece` with a pause between them, so that frames arrive in parts.
+fn trickle(mut to: TcpStream, bytes: Vec<u8>, piece: usize) -> JoinHandle<TcpStream> {
+    tokio::spawn(async move {
+        for part in bytes.chunks(piece) {
+            to.write_all(part).await.unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        to
+    })
+}
+
+#[tokio::test]
+async fn large_frames_cross_in_the_kernel_as_the_same_bytes() {
+    let (client, mut broker, _proxy) = socket_rig().await;
+    // A small request, a 3 MiB Produce (v8: its answer streams), one just above the splice
+    // threshold, and small ones behind them, whose headers come after spliced bytes.
+    let big: Vec<u8> = (0..3u32 << 20).map(|i| (i % 253) as u8).collect();
+    let requests = [
+        request(18, 3, 1, &[]),
+        request(0, 8, 2, &produce_body(&big)),
+        request(0, 8, 3, &produce_body(&big[..70_000])),
+        request(2, 5, 4, &[]),
+        request(0, 8, 5, &produce_body(&[1; 10])),
+    ];
+    let before = crate::splice::bytes_moved();
+    let client = trickle(client, requests.concat(), 100_000);
+    for sent in &requests {
+        assert_eq!(read_exactly(&mut broker, sent.len()).await, *sent);
+    }
+    let spliced = crate::splice::bytes_moved() - before;
+    assert!(spliced >= (3 << 20) - 100_000, "only {spliced} bytes of the 3 MiB request were spliced");
+
+    // Answers in order; the large ones are forwarded, so they splice too.
+    let responses = [
+        response(1, &[0; 20]),
+        response(2, &big[..2 << 20]),
+        response(3, &big[..70_000]),
+        response(4, &[7; 30]),
+        response(5, &[8; 40]),
+    ];
+    let before = crate::splice::bytes_moved();
+    let broker = trickle(broker, responses.concat(), 150_000);
+    let mut client = client.await.unwrap();
+    for answered in &responses {
+        assert_eq!(read_exactly(&mut client, answered.len()).await, *answered);
+    }
+    assert!(crate::splice::bytes_moved() - before >= (2 << 20) - 150_000);
+    let _broker = broker.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_client_closing_within_a_spliced_request_ends_the_session_quietly() {
+    let (mut client, mut broker, proxy) = socket_rig().await;
+    let whole = request(0, 8, 1, &produce_body(&[5; 500_000]));
+    client.write_all(&whole[..300_000]).await.unwrap();
+    drop(client);
+    assert_eq!(read_exactly(&mut broker, 300_000).await, whole[..300_000]);
+    assert!(proxy.await.unwrap().is_ok());
+}
+
+#[tokio::test]
+async fn a_broker_closing_within_a_spliced_response_is_a_truncated_response() {
+    let (mut client, mut broker, proxy) = socket_rig().await;
+    let sent = request(0, 8, 1, &produce_body(&[]));
+    client.write_all(&sent).await.unwrap();
+    read_exactly(&mut broker, sent.len()).await;
+    let whole = response(1, &[6; 500_000]);
+    broker.write_all(&whole[..300_000]).await.unwrap();
+    drop(broker);
+    let err = proxy.await.unwrap().unwrap_err();
+    assert!(matches!(err, SessionError::Truncated), "{err}");
+    assert_eq!(read_exactly(&mut client, 300_000).await, whole[..300_000]);
 }
