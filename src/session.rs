@@ -29,6 +29,9 @@ use crate::upstream::{self, UpstreamError};
 const READ_CHUNK: usize = 64 * 1024;
 /// Below this much free space the buffer grows before the next read.
 const MIN_READ: usize = 4 * 1024;
+/// What a read takes after a spliced frame: the next frame's header and, if it is small, all of it;
+/// if it is large, its bulk stays in the kernel as well.
+const AFTER_SPLICE_READ: usize = 4 * 1024;
 /// Drained buffers a worker thread keeps for the next connection that has something to read.
 const POOL_PER_THREAD: usize = 64;
 
@@ -321,15 +324,14 @@ async fn splice_rest(
 struct Place {
     ready: usize,
     rest: usize,
-    /// The last frame's bulk was spliced: the next is likely large too, so the next read takes
-    /// only enough for its header, and its bulk stays in the kernel as well.
+    /// The last frame's bulk was spliced: the next is likely large too (see `AFTER_SPLICE_READ`).
     spliced: bool,
 }
 
 impl Place {
     /// How many bytes the next read may take; it resets the hint.
     fn read_limit(&mut self) -> usize {
-        if std::mem::take(&mut self.spliced) { MIN_READ } else { usize::MAX }
+        if std::mem::take(&mut self.spliced) { AFTER_SPLICE_READ } else { usize::MAX }
     }
 
     /// Counts the current frame's bytes among the `buffered` ones as ready. True when the frame is
