@@ -61,10 +61,10 @@ struct Args {
     /// (kafka-proxy) refuse; 8 lets them take part.
     #[arg(long, value_name = "VERSION")]
     metadata_max_version: Option<i16>,
-    /// Paths to leave out of the run (relay, gateway, sockmap), comma-separated: for a quicker
-    /// side-by-side, or a profile of one path beside direct.
-    #[arg(long, value_delimiter = ',', value_name = "PATHS")]
-    skip: Vec<String>,
+    /// Paths to leave out of the run, comma-separated: for a quicker side-by-side, or a profile of
+    /// one path beside direct.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "PATHS")]
+    skip: Vec<Skippable>,
     /// Accepted and ignored: `cargo bench` passes it to every bench target.
     #[arg(long, hide = true)]
     bench: bool,
@@ -76,6 +76,14 @@ struct Args {
     /// proxy.
     #[arg(long, hide = true, num_args = 2..)]
     sockmap_relay: Option<Vec<String>>,
+}
+
+/// The paths `--skip` can leave out (direct is what every other is measured against).
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Skippable {
+    Relay,
+    Gateway,
+    Sockmap,
 }
 
 /// The relays' ports for broker N are RELAY_PORT_BASE + N and SOCKMAP_PORT_BASE + N: proxies that
@@ -230,19 +238,19 @@ fn main() {
     let direct_bootstrap = mock.bootstrap_servers();
     let brokers: Vec<&str> = direct_bootstrap.split(',').collect();
     let broker_ports: Vec<u16> = brokers.iter().map(|b| HostPort::parse(b).unwrap().port).collect();
-    let skip = |name: &str| args.skip.iter().any(|s| s == name);
+    let skip = |path: Skippable| args.skip.contains(&path);
     let mut paths = vec![Path::new("direct", &broker_ports, None, &broker_ports)];
-    if !skip("relay") {
+    if !skip(Skippable::Relay) {
         let ports = ports_from(RELAY_PORT_BASE);
         let proxy = Proxy::relay("--relay", RELAY_PORT_BASE, &brokers).unwrap();
         paths.push(Path::new("relay", &ports, Some(proxy), &ports));
     }
-    if !skip("gateway") {
+    if !skip(Skippable::Gateway) {
         let proxy = Proxy::gateway(&direct_bootstrap);
         paths.push(Path::new("gateway", &ports_from(PORT_BASE), Some(proxy), &broker_ports));
     }
     // BPF needs CAP_BPF and CAP_NET_ADMIN; without them the run goes on without this floor.
-    if !skip("sockmap") {
+    if !skip(Skippable::Sockmap) {
         match Proxy::relay("--sockmap-relay", SOCKMAP_PORT_BASE, &brokers) {
             Ok(proxy) => {
                 let ports = ports_from(SOCKMAP_PORT_BASE);
