@@ -33,7 +33,8 @@ pub fn names_hosts(config: &str) -> bool {
     ) || config.ends_with("bootstrap.servers")
 }
 
-/// What [`rewrite`] does to a frame, on a decoded answer (for tests and the replay's invariant).
+/// What [`rewrite`](crate::rewrite::rewrite) does to a DescribeConfigs frame, on a decoded answer (for
+/// tests and the replay's invariant).
 pub fn redact(response: &mut DescribeConfigsResponse) {
     for config in response.results.iter_mut().flat_map(|r| r.configs.iter_mut()) {
         if names_hosts(&config.name) {
