@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use bytes::{BufMut, Bytes, BytesMut};
 use clap::Parser;
 use hdrhistogram::Histogram;
-use kafka_gateway::config::HostPort;
+use kafka_gateway::broker::HostPort;
 use kafka_gateway::upstream::Connection;
 use kafka_protocol::messages::{ApiKey, ProduceRequest, RequestHeader, TopicName, produce_request};
 use kafka_protocol::protocol::{Encodable, StrBytes};

@@ -7,6 +7,7 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
@@ -15,7 +16,8 @@ use kafka_gateway::Config;
 use kafka_gateway::fixture::Names;
 use kafka_gateway::frame::{self, MIN_REQUEST};
 use kafka_gateway::rewrite::{self, Response, Rewrite, encode};
-use kafka_gateway::session::{Limits, proxy};
+use kafka_gateway::session::Limits;
+use kafka_gateway::session::testing::proxy;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -124,13 +126,11 @@ fn peek(c: &mut Criterion) {
 }
 
 /// Forwards `count` 1 KiB Produce requests and their responses through one session.
-async fn forward(count: usize, request: &[u8], response: &[u8], names: &Names<'_>) {
+async fn forward(count: usize, request: &[u8], response: &[u8], names: &Arc<Names>) {
     let (mut client, proxy_client) = tokio::io::duplex(256 * 1024);
     let (mut broker, proxy_broker) = tokio::io::duplex(256 * 1024);
-    let (prd, pwr) = tokio::io::split(proxy_client);
-    let (urd, uwr) = tokio::io::split(proxy_broker);
     let limits = Limits { request: 1 << 20, response: 1 << 20, splice_min: 0 };
-    let session = proxy(prd, pwr, urd, uwr, limits, names, None);
+    let session = proxy(proxy_client, proxy_broker, limits, Arc::clone(names) as _);
     let traffic = async {
         let mut got = vec![0; request.len()];
         let mut back = vec![0; response.len()];
@@ -150,7 +150,7 @@ async fn forward(count: usize, request: &[u8], response: &[u8], names: &Names<'_
 fn forwarding(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let config = config();
-    let names = Names { group: &config.groups[0], racks: BTreeMap::new() };
+    let names = Arc::new(Names { group: config.groups[0].clone(), racks: BTreeMap::new() });
     let request = produce_request(1, 1024);
     // A Produce v9 answer: forwarded as the same bytes.
     let mut response = 60i32.to_be_bytes().to_vec();
@@ -181,13 +181,13 @@ fn forwarding(c: &mut Criterion) {
 
 fn rewrites(c: &mut Criterion) {
     let config = config();
-    let names = Names { group: &config.groups[0], racks: BTreeMap::new() };
+    let names = Names { group: config.groups[0].clone(), racks: BTreeMap::new() };
     let mut group = c.benchmark_group("rewrite Metadata v12, 10,000 partitions");
     for brokers in [3, 100, 1000] {
         let frame = frame_of(&metadata(brokers, 10_000), 12);
         group.throughput(Throughput::Bytes(frame.len() as u64));
         group.bench_with_input(BenchmarkId::from_parameter(format!("{brokers} brokers")), &frame, |b, frame| {
-            b.iter(|| rewrite::rewrite(Rewrite::Metadata, 12, frame.clone(), &names).unwrap())
+            b.iter(|| rewrite::rewrite(Rewrite::Metadata, 12, frame, &names).unwrap().pieces)
         });
     }
     group.finish();
@@ -209,14 +209,14 @@ fn rewrites(c: &mut Criterion) {
     );
     let (f3, f4) = (frame_of(&v3, 3), frame_of(&v4, 4));
     let names = Names {
-        group: &config.groups[0],
+        group: config.groups[0].clone(),
         racks: [(0, "us-west-2a".into()), (1, "us-west-2c".into()), (2, "us-west-2b".into())].into(),
     };
     c.bench_function("rewrite FindCoordinator v3", |b| {
-        b.iter(|| rewrite::rewrite(Rewrite::FindCoordinator, 3, f3.clone(), &names).unwrap())
+        b.iter(|| rewrite::rewrite(Rewrite::FindCoordinator, 3, &f3, &names).unwrap().pieces)
     });
     c.bench_function("rewrite FindCoordinator v4, 10 keys", |b| {
-        b.iter(|| rewrite::rewrite(Rewrite::FindCoordinator, 4, f4.clone(), &names).unwrap())
+        b.iter(|| rewrite::rewrite(Rewrite::FindCoordinator, 4, &f4, &names).unwrap().pieces)
     });
 
     let partition = fetch_response::PartitionData::default()
@@ -233,7 +233,7 @@ fn rewrites(c: &mut Criterion) {
         ]);
     let frame = frame_of(&fetch, 16);
     c.bench_function("rewrite Fetch v16, 1 MiB of records and node endpoints", |b| {
-        b.iter(|| rewrite::rewrite(Rewrite::Fetch, 16, frame.clone(), &names).unwrap())
+        b.iter(|| rewrite::rewrite(Rewrite::Fetch, 16, &frame, &names).unwrap().pieces)
     });
 }
 

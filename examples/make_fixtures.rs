@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use clap::Parser;
-use kafka_gateway::config::HostPort;
+use kafka_gateway::broker::HostPort;
 use kafka_gateway::fixture::{self, Case, Expect, Names, Outcome, Sidecar};
 use kafka_gateway::rewrite::{Response, encode};
 use kafka_gateway::upstream::Connection;
@@ -270,7 +270,7 @@ fn write(out: &Path, name: &str, mut sidecar: Sidecar, frame: &[u8]) -> Result<(
     let frame = Bytes::copy_from_slice(frame);
     let config = Config::load(Some(&out.parent().unwrap().join("gateway.toml")), &[])?;
     let racks = sidecar.racks.iter().map(|(n, r)| (n.parse().unwrap(), r.clone())).collect();
-    let names = Names { group: &config.groups[0], racks };
+    let names = Names { group: config.groups[0].clone(), racks };
     let (expect, expected) = match fixture::run(sidecar.api_key, sidecar.api_version, frame.clone(), &names) {
         Outcome::Sent(out) if out == frame => (Expect::Unchanged, None),
         Outcome::Sent(out) => (Expect::Rewritten, Some(out)),

@@ -7,9 +7,8 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 
+use crate::broker::Broker;
 use crate::config::Config;
-use crate::rewrite::Address;
-use crate::topology::advertised_address;
 use crate::upstream;
 
 /// One broker as one listener group shows it.
@@ -104,6 +103,7 @@ pub async fn check(config: &Config) -> Report {
     };
     report.cluster_id = view.cluster_id.clone();
     report.answered_by = Some(view.answered_by.to_string());
+    report.problems.extend(view.unusable.iter().map(ToString::to_string));
     if view.brokers.is_empty() {
         report.problems.push("the cluster reports no brokers".into());
     }
@@ -112,16 +112,12 @@ pub async fn check(config: &Config) -> Report {
         report.problems.push(format!("port collision: {e}"));
     }
     for broker in &view.brokers {
-        let addr = format!("{}:{}", broker.host, broker.port);
-        let reachable = match crate::config::HostPort::parse(&addr) {
-            Ok(hp) => upstream::connect(&hp, limit, None).await.map(drop).map_err(|e| e.to_string()),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = reachable {
+        if let Err(e) = upstream::connect(&broker.upstream, limit, None).await {
             report.problems.push(format!("broker {}: {e}", broker.node_id));
         }
     }
-    report.rows = rows(config, &view.brokers);
+    let brokers: Vec<_> = view.brokers.iter().map(|b| (b.node_id, b.rack.clone(), Some(b))).collect();
+    report.rows = rows(config, &brokers);
     for row in &report.rows {
         if let Err(e) = &row.advertised {
             report.problems.push(e.clone());
@@ -132,14 +128,8 @@ pub async fn check(config: &Config) -> Report {
 
 /// The report for brokers the operator names (`ID` or `ID:RACK`), without touching the network.
 pub fn plan(config: &Config, brokers: &[(i32, Option<String>)]) -> Report {
-    let views: Vec<Address> = brokers
-        .iter()
-        .map(|(id, rack)| Address { node_id: *id, host: "-".into(), port: 0, rack: Some(rack.clone()) })
-        .collect();
-    let mut report = Report { rows: rows(config, &views), ..Report::default() };
-    for row in &mut report.rows {
-        row.upstream = "-".into();
-    }
+    let named: Vec<_> = brokers.iter().map(|(id, rack)| (*id, rack.clone(), None)).collect();
+    let mut report = Report { rows: rows(config, &named), ..Report::default() };
     let nodes: BTreeSet<i32> = brokers.iter().map(|(id, _)| *id).collect();
     if let Err(e) = config.check_ports(&nodes) {
         report.problems.push(format!("port collision: {e}"));
@@ -176,23 +166,23 @@ pub async fn health(config: &Config) -> Result<usize, String> {
     Ok(checked)
 }
 
-/// The table rows for `brokers`, without touching the network.
-pub fn rows(config: &Config, brokers: &[Address]) -> Vec<Row> {
+/// The table rows for brokers given as (node id, rack, what the cluster says of it), without
+/// touching the network.
+pub fn rows(config: &Config, brokers: &[(i32, Option<String>, Option<&Broker>)]) -> Vec<Row> {
     let mut rows = Vec::new();
     for group in &config.groups {
         let mut sorted: Vec<_> = brokers.iter().collect();
-        sorted.sort_by_key(|b| b.node_id);
-        for b in sorted {
-            let rack = b.rack.clone().flatten();
-            let advertised = advertised_address(group, b.node_id, rack.as_deref());
+        sorted.sort_by_key(|(node_id, _, _)| *node_id);
+        for (node_id, rack, known) in sorted {
+            let advertised = group.advertised(*node_id, rack.as_deref());
             rows.push(Row {
                 group: group.name.clone(),
-                node_id: b.node_id,
+                node_id: *node_id,
                 rack: rack.clone(),
-                upstream: format!("{}:{}", b.host, b.port),
-                az: group.az_of(b.node_id, rack.as_deref()).map(str::to_owned),
-                listen: group.broker_port(b.node_id).ok().map(|p| SocketAddr::new(group.bind, p)),
-                advertised: advertised.map(|a| format!("{}:{}", a.host, a.port)).map_err(|e| e.to_string()),
+                upstream: known.map_or_else(|| "-".into(), |b| b.upstream.to_string()),
+                az: group.az_of(*node_id, rack.as_deref()).map(str::to_owned),
+                listen: group.broker_port(*node_id).ok().map(|p| SocketAddr::new(group.bind, p)),
+                advertised: advertised.map(|a| a.to_string()).map_err(|e| e.to_string()),
             });
         }
     }

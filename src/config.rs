@@ -13,7 +13,8 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::Deserialize;
 
-use crate::template::{Template, is_host_char};
+use crate::broker::{HostPort, NameError, PortError};
+use crate::template::{Inputs, Template, is_host_char};
 
 /// The environment prefix of the configuration contract; `__` separates levels.
 pub const ENV_PREFIX: &str = "KAFKA_GATEWAY_";
@@ -71,35 +72,6 @@ pub struct Upstream {
     pub metadata_refresh: Duration,
 }
 
-/// A `host:port` pair as the cluster advertises it or the operator wrote it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct HostPort {
-    pub host: String,
-    pub port: u16,
-}
-
-impl HostPort {
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let (host, port) = s.rsplit_once(':').ok_or_else(|| format!("'{s}' is not host:port"))?;
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        if host.is_empty() {
-            return Err(format!("'{s}' has no host"));
-        }
-        let port = port.parse::<u16>().ok().filter(|&p| p != 0).ok_or_else(|| format!("'{s}' has no valid port"))?;
-        Ok(Self { host: host.to_owned(), port })
-    }
-}
-
-impl fmt::Display for HostPort {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.host.contains(':') {
-            write!(f, "[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "{}:{}", self.host, self.port)
-        }
-    }
-}
-
 /// One listener group: a set of ports and one naming pattern.
 #[derive(Debug, Clone)]
 pub struct ListenerGroup {
@@ -112,17 +84,6 @@ pub struct ListenerGroup {
     pub az_by_rack: BTreeMap<String, String>,
     pub az_by_node: BTreeMap<i32, String>,
     pub default_az: Option<String>,
-}
-
-/// Why a broker has no port in a group.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PortError {
-    #[error(
-        "broker {node_id} has no port in listener group {group}: it is not in broker_ports and there is no broker_port_base"
-    )]
-    Unassigned { group: String, node_id: i32 },
-    #[error("broker {node_id} would listen on {base} + {node_id}, beyond port 65535, in listener group {group}")]
-    OutOfRange { group: String, node_id: i32, base: u16 },
 }
 
 impl ListenerGroup {
@@ -145,6 +106,18 @@ impl ListenerGroup {
             .or_else(|| rack.and_then(|r| self.az_by_rack.get(r)))
             .or(self.default_az.as_ref())
             .map(String::as_str)
+    }
+
+    /// The address the group shows for a broker: its template with `{az}` and `{rack}` filled, on
+    /// the broker's listen port. Two gateways with one configuration always agree on it.
+    pub fn advertised(&self, node_id: i32, rack: Option<&str>) -> Result<HostPort, NameError> {
+        let port = self.broker_port(node_id)?;
+        let inputs = Inputs { node_id, az: self.az_of(node_id, rack), rack };
+        let host = self
+            .advertised
+            .render_host(inputs)
+            .map_err(|source| NameError::Render { group: self.name.clone(), source })?;
+        Ok(HostPort { host, port })
     }
 
     /// The key that assigns a broker its port, for error messages.

@@ -15,10 +15,10 @@ use kafka_protocol::messages::{ApiKey, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::Decodable;
 use serde::{Deserialize, Serialize};
 
+use crate::broker::{Advertise, HostPort, NameError, Named, Rack};
 use crate::config::ListenerGroup;
-use crate::frame::SIZE_LEN;
-use crate::rewrite::{self, Action, Advertise, Advertised, Named, Rack, api_versions, describe_configs};
-use crate::topology::{AdvertiseError, advertised_address};
+use crate::rewrite::{self, Action, api_versions, describe_configs};
+use crate::wire::SIZE_LEN;
 
 /// What a case says about itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -145,29 +145,29 @@ pub enum Outcome {
     Error(String),
 }
 
-/// Names brokers with a listener group's template, the way the running gateway does, but without
-/// opening listeners: racks missing from a response come from `racks`.
-pub struct Names<'a> {
-    pub group: &'a ListenerGroup,
+/// Names brokers with a listener group's template, the way the running gateway does: racks
+/// missing from a response come from `racks`.
+pub struct Names {
+    pub group: ListenerGroup,
     pub racks: BTreeMap<i32, String>,
 }
 
-impl Advertise for Names<'_> {
-    fn advertise(&self, broker: Named<'_>) -> Result<Advertised, AdvertiseError> {
+impl Advertise for Names {
+    fn advertise(&self, broker: &Named<'_>) -> Result<HostPort, NameError> {
         let rack = match broker.rack {
             Rack::Reported(rack) => rack,
             Rack::Unreported => self.racks.get(&broker.node_id).map(String::as_str),
         };
-        advertised_address(self.group, broker.node_id, rack)
+        self.group.advertised(broker.node_id, rack)
     }
 }
 
 /// Runs `frame`, answering a request of `api_key` v`api_version`, through the gateway's path.
-pub fn run(api_key: i16, api_version: i16, frame: Bytes, names: &Names<'_>) -> Outcome {
+pub fn run(api_key: i16, api_version: i16, frame: Bytes, names: &Names) -> Outcome {
     match rewrite::plan(api_key, api_version) {
         Err(refused) => Outcome::Refused(refused.to_string()),
         Ok(Action::Forward) => Outcome::Sent(frame),
-        Ok(Action::Rewrite(kind)) => match rewrite::rewrite(kind, api_version, frame, names) {
+        Ok(Action::Rewrite(kind)) => match rewrite::rewrite(kind, api_version, &frame, names) {
             Ok(out) => Outcome::Sent(out.to_bytes()),
             Err(e) => Outcome::Error(e.to_string()),
         },
@@ -202,7 +202,7 @@ impl Report {
 pub fn replay(case: &Case, group: &ListenerGroup) -> Report {
     let s = &case.sidecar;
     let racks = s.racks.iter().filter_map(|(n, r)| Some((n.parse().ok()?, r.clone()))).collect();
-    let names = Names { group, racks };
+    let names = Names { group: group.clone(), racks };
     let outcome = run(s.api_key, s.api_version, case.frame.clone(), &names);
     let mut lines = vec![format!(
         "{} v{} response, {} bytes, from {}",
@@ -298,7 +298,7 @@ pub fn changes(api_key: i16, version: i16, before: &Bytes, after: &Bytes) -> Vec
 /// Checks what the gateway promises of every rewrite, whatever the .expected file says: nothing
 /// but broker hosts and ports changed, and each is what the template gives (ApiVersions: only the
 /// limited ranges; DescribeConfigs: only the values that name hosts, hidden).
-fn invariant(api_key: i16, version: i16, before: &Bytes, after: &Bytes, names: &Names<'_>) -> Vec<String> {
+fn invariant(api_key: i16, version: i16, before: &Bytes, after: &Bytes, names: &Names) -> Vec<String> {
     if rewrite::plan(api_key, version) == Ok(Action::ApiVersionsFallback) {
         let correlation_id =
             before.get(SIZE_LEN..SIZE_LEN + 4).map_or(0, |b| i32::from_be_bytes(b.try_into().unwrap()));
@@ -330,22 +330,29 @@ fn invariant(api_key: i16, version: i16, before: &Bytes, after: &Bytes, names: &
         }
         return problems;
     }
-    let original = rewrite::take_addresses(&mut a, version);
-    let rewritten = rewrite::take_addresses(&mut b, version);
+    // The names the template gives the brokers of the original, and the addresses of the rewritten
+    // frame; both cleared, so that what remains must be equal.
+    let mut expected = Vec::new();
+    rewrite::visit_addresses(&mut a, version, |node_id, host, port, rack| {
+        expected.push((node_id, names.advertise(&Named { node_id, host, port: *port, rack })));
+        (*host, *port) = (Default::default(), 0);
+    });
+    let mut got = Vec::new();
+    rewrite::visit_addresses(&mut b, version, |_, host, port, _| {
+        got.push(format!("{host}:{port}"));
+        (*host, *port) = (Default::default(), 0);
+    });
     if ha != hb || a != b {
         problems.push("invariant broken: fields other than broker hosts and ports changed".into());
     }
-    if original.len() != rewritten.len() {
+    if expected.len() != got.len() {
         problems.push("invariant broken: the number of broker addresses changed".into());
     }
-    for (o, r) in original.iter().zip(&rewritten) {
-        match names.advertise(o.named()) {
-            Ok(a) if a.host == r.host && i32::from(a.port) == r.port => {}
-            Ok(a) => problems.push(format!(
-                "invariant broken: broker {} is {}:{}, the template gives {}:{}",
-                o.node_id, r.host, r.port, a.host, a.port
-            )),
-            Err(e) => problems.push(format!("invariant broken: broker {} was named although {e}", o.node_id)),
+    for ((node_id, expected), got) in expected.iter().zip(&got) {
+        match expected {
+            Ok(a) if a.to_string() == *got => {}
+            Ok(a) => problems.push(format!("invariant broken: broker {node_id} is {got}, the template gives {a}")),
+            Err(e) => problems.push(format!("invariant broken: broker {node_id} was named although {e}")),
         }
     }
     problems

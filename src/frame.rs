@@ -4,8 +4,8 @@
 //! Every function here takes the bytes received so far and answers either with a result or with
 //! [`Peek::NeedMore`], so callers can stream frames of any size without buffering them whole.
 
-/// Bytes of the size prefix.
-pub const SIZE_LEN: usize = 4;
+pub use crate::wire::SIZE_LEN;
+use crate::wire::{Cursor, WireError};
 
 /// Produce: the one API whose request says whether a response will come (acks=0 means none).
 const PRODUCE: i16 = 0;
@@ -18,7 +18,7 @@ pub enum FrameError {
     #[error("frame size {0} is negative or too small for a header")]
     BadSize(i32),
     #[error("malformed request header: {0}")]
-    BadHeader(&'static str),
+    BadHeader(WireError),
 }
 
 /// The answer of a peek at a partial frame.
@@ -65,54 +65,41 @@ pub const MIN_RESPONSE: usize = 4;
 /// Peeks at a request frame. `frame` starts at the size prefix and holds the bytes received so far
 /// (possibly more than this frame); `len` is the whole frame's length from [`frame_len`].
 pub fn peek_request(frame: &[u8], len: usize) -> Result<Peek<RequestHead>, FrameError> {
-    let mut r = Reader { buf: &frame[..frame.len().min(len)], pos: SIZE_LEN, complete: frame.len() >= len };
-    let (Some(api_key), Some(api_version), Some(correlation_id)) = (r.i16()?, r.i16()?, r.i32()?) else {
-        return Ok(Peek::NeedMore);
-    };
-    let mut head = RequestHead { api_key, api_version, correlation_id, expects_response: true };
-    if api_key == PRODUCE {
-        match produce_acks(&mut r, api_version)? {
-            None => return Ok(Peek::NeedMore),
-            Some(acks) => head.expects_response = acks != 0,
-        }
+    let complete = frame.len() >= len;
+    let mut c = Cursor::at(&frame[..frame.len().min(len)], SIZE_LEN);
+    match read_head(&mut c) {
+        Ok(head) => Ok(Peek::Ready(head)),
+        // Bytes that end before the frame does are a frame still arriving.
+        Err(e) if e.is_truncated() && !complete => Ok(Peek::NeedMore),
+        Err(e) => Err(FrameError::BadHeader(e)),
     }
-    Ok(Peek::Ready(head))
+}
+
+fn read_head(c: &mut Cursor<'_>) -> Result<RequestHead, WireError> {
+    let api_key = c.i16("api_key")?;
+    let api_version = c.i16("api_version")?;
+    let correlation_id = c.i32("correlation_id")?;
+    let expects_response = api_key != PRODUCE || produce_acks(c, api_version)? != 0;
+    Ok(RequestHead { api_key, api_version, correlation_id, expects_response })
 }
 
 /// Reads a Produce request's `acks`, skipping the rest of the header and the transactional id.
-fn produce_acks(r: &mut Reader<'_>, version: i16) -> Result<Option<i16>, FrameError> {
+fn produce_acks(c: &mut Cursor<'_>, version: i16) -> Result<i16, WireError> {
     // client_id: a nullable string with an i16 length in every request header version.
-    let Some(client_id_len) = r.i16()? else { return Ok(None) };
-    if client_id_len < -1 {
-        return Err(FrameError::BadHeader("negative client_id length"));
-    }
-    if r.skip(client_id_len.max(0) as usize)?.is_none() {
-        return Ok(None);
-    }
+    c.skip_string("client_id")?;
     // Produce v9+ is flexible: request header v2 adds tagged fields, the body uses compact strings.
     let flexible = version >= 9;
-    if flexible && r.tagged_fields()?.is_none() {
-        return Ok(None);
+    if flexible {
+        c.skip_tags("header tagged fields")?;
     }
     if version >= 3 {
-        let skipped = if flexible {
-            match r.uvarint()? {
-                None => None,
-                Some(0) => Some(()), // null transactional id
-                Some(n) => r.skip(n as usize - 1)?,
-            }
+        if flexible {
+            c.skip_compact("transactional_id")?;
         } else {
-            match r.i16()? {
-                None => None,
-                Some(n) if n < -1 => return Err(FrameError::BadHeader("negative transactional_id length")),
-                Some(n) => r.skip(n.max(0) as usize)?,
-            }
-        };
-        if skipped.is_none() {
-            return Ok(None);
+            c.skip_string("transactional_id")?;
         }
     }
-    r.i16()
+    c.i16("acks")
 }
 
 /// Peeks at a response frame: its correlation id, the first field of every response header.
@@ -120,66 +107,6 @@ pub fn peek_correlation_id(frame: &[u8]) -> Peek<i32> {
     match frame.get(SIZE_LEN..SIZE_LEN + 4) {
         Some(b) => Peek::Ready(i32::from_be_bytes(b.try_into().expect("4 bytes"))),
         None => Peek::NeedMore,
-    }
-}
-
-/// A cursor that answers `Ok(None)` when the bytes run out before the frame does, and an error when
-/// the frame itself runs out: the difference between "wait for more" and "malformed".
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-    /// True when `buf` holds the whole frame.
-    complete: bool,
-}
-
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Result<Option<&[u8]>, FrameError> {
-        match self.pos.checked_add(n).filter(|&end| end <= self.buf.len()) {
-            Some(end) => {
-                let bytes = &self.buf[self.pos..end];
-                self.pos = end;
-                Ok(Some(bytes))
-            }
-            None if self.complete => Err(FrameError::BadHeader("header runs past the end of the frame")),
-            None => Ok(None),
-        }
-    }
-
-    fn skip(&mut self, n: usize) -> Result<Option<()>, FrameError> {
-        Ok(self.take(n)?.map(|_| ()))
-    }
-
-    fn i16(&mut self) -> Result<Option<i16>, FrameError> {
-        Ok(self.take(2)?.map(|b| i16::from_be_bytes([b[0], b[1]])))
-    }
-
-    fn i32(&mut self) -> Result<Option<i32>, FrameError> {
-        Ok(self.take(4)?.map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]])))
-    }
-
-    fn uvarint(&mut self) -> Result<Option<u32>, FrameError> {
-        let mut value = 0u32;
-        for shift in (0..35).step_by(7) {
-            let Some(byte) = self.take(1)? else { return Ok(None) };
-            value |= u32::from(byte[0] & 0x7f) << shift;
-            if byte[0] & 0x80 == 0 {
-                return Ok(Some(value));
-            }
-        }
-        Err(FrameError::BadHeader("varint longer than 5 bytes"))
-    }
-
-    fn tagged_fields(&mut self) -> Result<Option<()>, FrameError> {
-        let Some(count) = self.uvarint()? else { return Ok(None) };
-        for _ in 0..count {
-            let (Some(_tag), Some(len)) = (self.uvarint()?, self.uvarint()?) else {
-                return Ok(None);
-            };
-            if self.skip(len as usize)?.is_none() {
-                return Ok(None);
-            }
-        }
-        Ok(Some(()))
     }
 }
 
@@ -285,7 +212,8 @@ mod tests {
         assert!(matches!(peek_whole(&f), Err(FrameError::BadHeader(_))));
         // A Produce v3 frame that ends right after the client id, before transactional_id and acks.
         let f = [0, 0, 0, 10, 0, 0, 0, 3, 0, 0, 0, 1, 0, 0];
-        assert!(matches!(peek_whole(&f), Err(FrameError::BadHeader(_))));
+        let Err(FrameError::BadHeader(e)) = peek_whole(&f) else { panic!("accepted") };
+        assert_eq!(e.field, "transactional_id", "the error names the field that ran out");
     }
 
     #[test]

@@ -63,8 +63,8 @@ pub fn run(data: &[u8]) {
         let version = i16::from(version % 24) - 2;
         let mut frame = (body.len() as i32).to_be_bytes().to_vec();
         frame.extend_from_slice(body);
-        let names = Names { group: &config().groups[0], racks: [(3, "r".to_owned())].into() };
-        if let Ok(out) = rewrite::rewrite(kind, version, Bytes::from(frame), &names) {
+        let names = Names { group: config().groups[0].clone(), racks: [(3, "r".to_owned())].into() };
+        if let Ok(out) = rewrite::rewrite(kind, version, &Bytes::from(frame), &names) {
             // Whatever comes out must be a frame whose size prefix is right.
             let out = out.to_bytes();
             assert_eq!(out.len(), 4 + i32::from_be_bytes(out[..4].try_into().unwrap()) as usize);

@@ -1,43 +1,23 @@
-//! The running gateway: the configuration, what it knows of the cluster, the listeners it has open,
-//! and the loop that keeps asking the cluster for its brokers.
+//! The running gateway, beside the data path: its listener groups, the ports it has open, what it
+//! knows of the cluster, and how it learns more — from its own Metadata requests, and from every
+//! response a session hands it ([`Learn`]) before the client reads the names in it.
 
 use std::collections::{BTreeSet, HashMap};
-use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::config::{Config, HostPort};
+use crate::broker::{Named, Rack};
+use crate::config::{Config, ListenerGroup};
 use crate::listener;
 use crate::record::Recorder;
-use crate::rewrite::{Advertise, Advertised, Named, Rack};
-use crate::topology::{AdvertiseError, Topology, advertised_address};
-use crate::upstream::{self, ClusterView, UpstreamError};
-
-/// What a listener's connections reach.
-/// Ordered bootstrap first, then brokers by node id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Target {
-    /// Any reachable bootstrap server.
-    Bootstrap,
-    /// One broker, by node id.
-    Broker(i32),
-}
-
-impl fmt::Display for Target {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Target::Bootstrap => f.write_str("bootstrap"),
-            Target::Broker(n) => write!(f, "broker {n}"),
-        }
-    }
-}
+use crate::session::{self, Limits};
+use crate::topology::{GroupNames, Learn, LearnError, Topology};
+use crate::upstream::{self, ClusterView, Dialer, Target, UpstreamError};
 
 /// A failure to start: the bootstrap port, or a known broker's port, could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -45,20 +25,25 @@ pub enum StartError {
     #[error("cannot listen on {addr} (listeners.{group}.bootstrap_port): {source}")]
     Bootstrap { group: String, addr: SocketAddr, source: std::io::Error },
     #[error(transparent)]
-    Broker(#[from] AdvertiseError),
+    Broker(#[from] LearnError),
+}
+
+/// A listener group: its configuration, and what its sessions share.
+struct Served {
+    config: Arc<ListenerGroup>,
+    sessions: Arc<session::Group>,
 }
 
 pub struct Gateway {
-    pub config: Config,
-    pub topology: Topology,
-    /// Open listeners: (group index, target) → bound address.
-    listeners: Mutex<HashMap<(usize, Target), SocketAddr>>,
-    /// Where the next bootstrap connection starts trying, so connections spread over the servers.
-    bootstrap_cursor: AtomicUsize,
+    config: Config,
+    topology: Arc<Topology>,
+    dialer: Arc<Dialer>,
+    groups: Vec<Served>,
+    /// Open listeners: (group name, target) → bound address.
+    listeners: Mutex<HashMap<(String, Target), SocketAddr>>,
     /// Wakes the discovery loop before its interval, when a response names a broker nobody knows.
     refresh_now: Notify,
     shutdown: CancellationToken,
-    pub recorder: Option<Recorder>,
 }
 
 impl Gateway {
@@ -66,21 +51,12 @@ impl Gateway {
     /// discovering in the background. A cluster that does not answer yet is not a failure: the
     /// gateway serves and retries with backoff.
     pub async fn start(config: Config) -> Result<Arc<Self>, StartError> {
-        let recorder = config.record_dir.clone().map(|dir| Recorder::new(dir, config.record_per_version));
-        let gateway = Arc::new(Self {
-            recorder,
-            config,
-            topology: Topology::default(),
-            listeners: Mutex::new(HashMap::new()),
-            bootstrap_cursor: AtomicUsize::new(0),
-            refresh_now: Notify::new(),
-            shutdown: CancellationToken::new(),
-        });
-        for (index, group) in gateway.config.groups.iter().enumerate() {
-            if let Some(port) = group.bootstrap_port {
-                let addr = SocketAddr::new(group.bind, port);
-                gateway.listen(index, Target::Bootstrap, addr).map_err(|source| StartError::Bootstrap {
-                    group: group.name.clone(),
+        let gateway = Arc::new_cyclic(|weak: &Weak<Self>| Self::new(config, weak.clone()));
+        for served in &gateway.groups {
+            if let Some(port) = served.config.bootstrap_port {
+                let addr = SocketAddr::new(served.config.bind, port);
+                gateway.listen(served, Target::Bootstrap, addr).map_err(|source| StartError::Bootstrap {
+                    group: served.config.name.clone(),
                     addr,
                     source,
                 })?;
@@ -91,7 +67,7 @@ impl Gateway {
                 info!(cluster = ?view.cluster_id, brokers = view.brokers.len(), via = %view.answered_by, "cluster discovered");
                 // At start a broker that cannot get its port is a configuration error worth stopping for.
                 for b in &view.brokers {
-                    gateway.learn(b.named(), None)?;
+                    gateway.learn_one(&b.named(), None)?;
                 }
             }
             Err(e) => warn!("cluster not reachable yet, serving and retrying: {e}"),
@@ -100,77 +76,65 @@ impl Gateway {
         Ok(gateway)
     }
 
+    fn new(config: Config, learner: Weak<Self>) -> Self {
+        let topology = Arc::new(Topology::default());
+        let dialer = Arc::new(Dialer::new(
+            config.upstream.bootstrap_servers.clone(),
+            Arc::clone(&topology),
+            config.upstream.connect_timeout,
+            config.tcp_keepalive,
+        ));
+        let recorder = config.record_dir.clone().map(|dir| Arc::new(Recorder::new(dir, config.record_per_version)));
+        let limits = Limits {
+            request: config.max_frame_bytes,
+            response: config.max_response_bytes,
+            splice_min: config.splice_min_bytes,
+        };
+        let groups = config
+            .groups
+            .iter()
+            .map(|group| {
+                let group = Arc::new(group.clone());
+                let names = GroupNames { group: Arc::clone(&group), topology: Arc::clone(&topology) };
+                let sessions = session::Group {
+                    name: group.name.clone(),
+                    names: Arc::new(names),
+                    learner: learner.clone(),
+                    dialer: Arc::clone(&dialer),
+                    limits,
+                    keepalive: config.tcp_keepalive,
+                    recorder: recorder.clone(),
+                };
+                Served { config: group, sessions: Arc::new(sessions) }
+            })
+            .collect();
+        Self {
+            config,
+            topology,
+            dialer,
+            groups,
+            listeners: Mutex::new(HashMap::new()),
+            refresh_now: Notify::new(),
+            shutdown: CancellationToken::new(),
+        }
+    }
+
     /// Stops accepting connections and discovering; open sessions end with the process.
     pub fn shutdown(&self) {
         self.shutdown.cancel();
     }
 
-    pub(crate) fn cancelled(&self) -> &CancellationToken {
-        &self.shutdown
-    }
-
     /// The addresses the gateway listens on, by group name and target.
     pub fn listening(&self) -> Vec<(String, Target, SocketAddr)> {
-        let mut all: Vec<_> = self
-            .listeners
-            .lock()
-            .expect("never poisoned")
-            .iter()
-            .map(|(&(g, t), &a)| (self.config.groups[g].name.clone(), t, a))
-            .collect();
+        let listeners = self.listeners.lock().expect("never poisoned");
+        let mut all: Vec<_> = listeners.iter().map(|((g, t), a)| (g.clone(), *t, *a)).collect();
         all.sort();
         all
     }
 
-    /// Connects to what `target` reaches.
-    pub async fn dial(&self, target: Target) -> Result<TcpStream, UpstreamError> {
-        let (limit, keepalive) = (self.config.upstream.connect_timeout, self.config.tcp_keepalive);
-        match target {
-            Target::Broker(node_id) => {
-                let addr = self
-                    .topology
-                    .upstream(node_id)
-                    .ok_or_else(|| UpstreamError::NoneAnswered(format!("broker {node_id} is not known")))?;
-                let stream = upstream::connect(&addr, limit, keepalive).await?;
-                tracing::debug!(node_id, upstream = %addr, "connected to broker");
-                Ok(stream)
-            }
-            Target::Bootstrap => {
-                let mut candidates = self.bootstrap_candidates();
-                let start = self.bootstrap_cursor.fetch_add(1, Ordering::Relaxed)
-                    % self.config.upstream.bootstrap_servers.len();
-                candidates[..self.config.upstream.bootstrap_servers.len()].rotate_left(start);
-                let mut failures = Vec::new();
-                for addr in &candidates {
-                    match upstream::connect(addr, limit, keepalive).await {
-                        Ok(stream) => {
-                            tracing::debug!(upstream = %addr, "connected to bootstrap server");
-                            return Ok(stream);
-                        }
-                        Err(e) => failures.push(e.to_string()),
-                    }
-                }
-                Err(UpstreamError::NoneAnswered(failures.join("; ")))
-            }
-        }
-    }
-
-    /// The configured bootstrap servers, then every known broker not among them.
-    fn bootstrap_candidates(&self) -> Vec<HostPort> {
-        let mut all = self.config.upstream.bootstrap_servers.clone();
-        for broker in self.topology.snapshot().into_values() {
-            if !all.contains(&broker.upstream) {
-                all.push(broker.upstream);
-            }
-        }
-        all
-    }
-
-    /// Asks the cluster for its brokers once (the caller records them).
+    /// Asks the cluster for its brokers once (the caller learns them).
     pub async fn refresh(&self) -> Result<ClusterView, UpstreamError> {
-        let view =
-            upstream::describe_cluster(&self.bootstrap_candidates(), self.config.upstream.connect_timeout).await?;
-        Ok(view)
+        upstream::describe_cluster(&self.dialer.candidates(), self.config.upstream.connect_timeout).await
     }
 
     /// Rediscovers the cluster every `metadata_refresh`, sooner when asked, with backoff on failure.
@@ -185,8 +149,11 @@ impl Gateway {
             }
             wait = match self.refresh().await {
                 Ok(view) => {
+                    for e in &view.unusable {
+                        warn!("{e}");
+                    }
                     for b in &view.brokers {
-                        if let Err(e) = self.learn(b.named(), None) {
+                        if let Err(e) = self.learn_one(&b.named(), None) {
                             warn!("broker {} cannot be served: {e}", b.node_id);
                         }
                     }
@@ -200,17 +167,21 @@ impl Gateway {
         }
     }
 
-    /// Records a broker and opens its listener in every group. An error for `for_group` is returned,
-    /// errors for other groups are logged: they surface when those groups' clients ask.
-    fn learn(self: &Arc<Self>, named: Named<'_>, for_group: Option<usize>) -> Result<(), AdvertiseError> {
-        self.topology.observe(named)?;
+    /// Records a broker and opens its listener in every group. With `for_group`, an error of that
+    /// group is returned and the others' are logged (they surface when those groups' clients ask);
+    /// without, the first error is returned.
+    fn learn_one(&self, named: &Named<'_>, for_group: Option<&str>) -> Result<(), LearnError> {
+        let new = self.topology.observe(named)?;
+        if new && named.rack == Rack::Unreported {
+            // A broker first heard of in a response without racks: discovery fetches its rack.
+            self.refresh_now.notify_one();
+        }
         let mut result = Ok(());
-        for index in 0..self.config.groups.len() {
-            if let Err(e) = self.open_broker(index, named.node_id) {
+        for served in &self.groups {
+            if let Err(e) = self.open_broker(served, named.node_id) {
                 match for_group {
-                    Some(g) if g == index => result = Err(e),
-                    // At start (no group asking), every failure is the caller's.
                     None => return Err(e),
+                    Some(name) if name == served.config.name => result = Err(e),
                     Some(_) => warn!("{e}"),
                 }
             }
@@ -218,22 +189,22 @@ impl Gateway {
         result
     }
 
-    /// Opens broker `node_id`'s listener in group `index`, if not open yet.
-    fn open_broker(self: &Arc<Self>, index: usize, node_id: i32) -> Result<(), AdvertiseError> {
+    /// Opens broker `node_id`'s listener in a group, if not open yet.
+    fn open_broker(&self, served: &Served, node_id: i32) -> Result<(), LearnError> {
+        let group = &served.config;
         let target = Target::Broker(node_id);
-        if self.listeners.lock().expect("never poisoned").contains_key(&(index, target)) {
+        if self.listeners.lock().expect("never poisoned").contains_key(&(group.name.clone(), target)) {
             return Ok(());
         }
-        let group = &self.config.groups[index];
-        let port = group.broker_port(node_id)?;
-        let mut nodes: BTreeSet<i32> = self.open_brokers();
+        let port = group.broker_port(node_id).map_err(crate::broker::NameError::from)?;
+        let mut nodes = self.open_brokers();
         nodes.insert(node_id);
-        self.config.check_ports(&nodes).map_err(|source| AdvertiseError::Collision { node_id, source })?;
+        self.config.check_ports(&nodes).map_err(|source| LearnError::Collision { node_id, source })?;
         let addr = SocketAddr::new(group.bind, port);
-        self.listen(index, target, addr).map_err(|source| AdvertiseError::Listen {
+        self.listen(served, target, addr).map_err(|source| LearnError::Listen {
             group: group.name.clone(),
             node_id,
-            addr: addr.to_string(),
+            addr,
             source,
         })
     }
@@ -244,52 +215,31 @@ impl Gateway {
     }
 
     /// Binds and starts accepting; a second call for the same listener is a no-op.
-    fn listen(self: &Arc<Self>, index: usize, target: Target, addr: SocketAddr) -> std::io::Result<()> {
+    fn listen(&self, served: &Served, target: Target, addr: SocketAddr) -> std::io::Result<()> {
+        let name = &served.config.name;
         let mut listeners = self.listeners.lock().expect("never poisoned");
-        if listeners.contains_key(&(index, target)) {
+        if listeners.contains_key(&(name.clone(), target)) {
             return Ok(());
         }
         let socket = listener::bind(addr)?;
         let bound = socket.local_addr()?;
-        listeners.insert((index, target), bound);
-        info!(group = %self.config.groups[index].name, %target, addr = %bound, "listening");
-        tokio::spawn(listener::accept_loop(Arc::clone(self), index, target, socket));
+        listeners.insert((name.clone(), target), bound);
+        info!(group = %name, %target, addr = %bound, "listening");
+        let stop = self.shutdown.child_token();
+        tokio::spawn(listener::accept_loop(Arc::clone(&served.sessions), target, socket, stop));
+        Ok(())
+    }
+}
+
+impl Learn for Gateway {
+    fn learn(&self, group: &str, brokers: &[Named<'_>]) -> Result<(), LearnError> {
+        for named in brokers {
+            self.learn_one(named, Some(group))?;
+        }
         Ok(())
     }
 
-    /// The [`Advertise`] of one listener group, for its sessions.
-    pub fn advertiser(self: &Arc<Self>, group: usize) -> GroupAdvertiser {
-        GroupAdvertiser { gateway: Arc::clone(self), group }
-    }
-}
-
-/// Names brokers as one listener group shows them, learning each broker on the way.
-pub struct GroupAdvertiser {
-    gateway: Arc<Gateway>,
-    group: usize,
-}
-
-impl Advertise for GroupAdvertiser {
-    fn advertise(&self, named: Named<'_>) -> Result<Advertised, AdvertiseError> {
-        let gateway = &self.gateway;
-        let known = gateway.topology.upstream(named.node_id).is_some();
-        gateway.learn(named, Some(self.group))?;
-        // Responses without racks (FindCoordinator, Metadata v0) rely on what discovery learned.
-        let rack = match named.rack {
-            Rack::Reported(rack) => rack.map(str::to_owned),
-            Rack::Unreported => {
-                if !known {
-                    // A broker first heard of here: have discovery fetch its rack for the retry.
-                    gateway.refresh_now.notify_one();
-                }
-                gateway.topology.rack(named.node_id)
-            }
-        };
-        advertised_address(&gateway.config.groups[self.group], named.node_id, rack.as_deref())
-    }
-
-    fn racks(&self) -> std::collections::BTreeMap<i32, String> {
-        let brokers = self.gateway.topology.snapshot();
-        brokers.into_iter().filter_map(|(n, b)| Some((n, b.rack?))).collect()
+    fn refresh_soon(&self) {
+        self.refresh_now.notify_one();
     }
 }

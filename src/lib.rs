@@ -1,18 +1,22 @@
 //! kafka-gateway: a Kafka wire-protocol gateway that shows an unchanged cluster to remote clients
 //! under private-link broker names, forwarding every frame it need not rewrite byte for byte.
 //!
-//! A frame's journey: [`listener`] accepts, [`session`] pumps both directions (the bulk of large
-//! frames through [`splice`], in the kernel), [`frame`] peeks at headers, [`inflight`] pairs
-//! responses with requests, [`rewrite`] replaces broker addresses using [`topology`], and
-//! [`upstream`] dials the brokers, all on [`runtime`]'s threads, which poll a moment before they
-//! sleep. [`config`] and [`template`] come before all that.
+//! A frame's journey: [`listener`] accepts and builds a [`session`], which dials the broker side
+//! ([`upstream`]) and pumps both directions (the bulk of large frames through [`splice`], in the
+//! kernel); [`frame`] peeks at headers with the [`wire`] cursor, [`inflight`] pairs responses with
+//! requests, and [`rewrite`] replaces broker addresses with the names [`broker::Advertise`] gives,
+//! after which the session hands the brokers it saw to the gateway to learn ([`topology::Learn`]).
+//! Beside the data path: [`gateway`] (listener groups, discovery), [`runtime`] (the worker
+//! threads), [`config`] and [`template`] (before all that), [`check`], [`fixture`] and [`record`]
+//! (operator tools).
 #![forbid(unsafe_code)]
 
+pub mod broker;
 pub mod check;
 pub mod config;
 pub mod fixture;
 pub mod frame;
-#[doc(hidden)]
+#[cfg(feature = "testing")]
 pub mod fuzzing;
 pub mod gateway;
 pub mod inflight;
@@ -25,6 +29,7 @@ pub mod splice;
 pub mod template;
 pub mod topology;
 pub mod upstream;
+pub mod wire;
 
 pub use config::Config;
 pub use gateway::Gateway;

@@ -1,5 +1,5 @@
 //! Step 1 of a frame's journey: a port of the gateway accepts a client connection and hands it to
-//! its own session. One accept loop per port; a port reaches the bootstrap servers or one broker.
+//! a session of its own. One accept loop per port; a port reaches the bootstrap servers or one broker.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use socket2::{Domain, Socket, Type};
 use tokio::net::TcpListener;
-use tracing::{error, info};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, error, info, info_span};
 
-use crate::gateway::{Gateway, Target};
-use crate::session;
+use crate::session::{Group, Session};
+use crate::upstream::Target;
 
 /// Connections waiting to be accepted per port before the kernel refuses more.
 const BACKLOG: i32 = 1024;
@@ -25,25 +26,30 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
-/// Accepts until the gateway shuts down; each connection gets its own task.
-pub async fn accept_loop(gateway: Arc<Gateway>, group: usize, target: Target, listener: TcpListener) {
-    loop {
-        let accepted = tokio::select! {
-            _ = gateway.cancelled().cancelled() => {
-                info!(group = %gateway.config.groups[group].name, %target, "listener closed");
-                return;
-            }
-            accepted = listener.accept() => accepted,
-        };
-        match accepted {
-            Ok((client, peer)) => {
-                tokio::spawn(session::serve(Arc::clone(&gateway), group, target, client, peer));
-            }
-            Err(e) => {
-                // Out of file descriptors or similar: pause rather than spin; the port stays open.
-                error!(group = %gateway.config.groups[group].name, %target, "accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+/// Accepts until `stop` is cancelled; each connection gets its own session task.
+pub async fn accept_loop(group: Arc<Group>, target: Target, listener: TcpListener, stop: CancellationToken) {
+    let span = info_span!("listener", group = %group.name, %target);
+    async move {
+        loop {
+            let accepted = tokio::select! {
+                _ = stop.cancelled() => {
+                    info!("listener closed");
+                    return;
+                }
+                accepted = listener.accept() => accepted,
+            };
+            match accepted {
+                Ok((client, peer)) => {
+                    tokio::spawn(Session::new(Arc::clone(&group), target, peer).serve(client));
+                }
+                Err(e) => {
+                    // Out of file descriptors or similar: pause rather than spin; the port stays open.
+                    error!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
             }
         }
     }
+    .instrument(span)
+    .await
 }

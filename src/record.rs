@@ -34,7 +34,7 @@ impl Recorder {
         &self,
         pending: &Pending,
         response: &Bytes,
-        result: &Result<Rewritten, RewriteError>,
+        result: &Result<Rewritten<'_>, RewriteError>,
         racks: BTreeMap<i32, String>,
     ) {
         let (expect, expected, note) = match result {

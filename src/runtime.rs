@@ -2,12 +2,10 @@
 //!
 //! A worker thread with nothing to do sleeps in epoll until a socket is readable. On a virtual
 //! machine that sleep halts the virtual CPU, and waking it for the next frame costs the host a
-//! round trip, twice per request through a proxy: on the bench machine (a Firecracker VM) the
-//! gateway added 18–39 µs at p50 to a request that takes 55–70 µs directly, and 6–15 µs once its
-//! workers polled before sleeping. So before it sleeps, a worker polls the gateway's sockets for a
-//! moment (as Linux's haltpoll governor does for a KVM guest's idle CPU, which this kernel lacks),
-//! yielding its CPU to any other runnable thread on each turn so that a busy host loses nothing to
-//! the wait. benches/README.md has the numbers.
+//! round trip, twice per request through a proxy. With `gateway.busy_poll_us` set, a worker polls
+//! the sessions' sockets for a moment before it sleeps (as Linux's haltpoll governor does for a KVM
+//! guest's idle CPU), yielding its CPU to any other runnable thread on each turn. It trades CPU for
+//! latency; benches/README.md has what it costs and buys at several request rates.
 
 use std::cell::{Cell, RefCell};
 use std::os::fd::AsRawFd;
@@ -38,10 +36,9 @@ pub fn build(config: &Config) -> std::io::Result<tokio::runtime::Runtime> {
     builder.enable_all().build()
 }
 
-/// Lets a worker's busy poll end when `socket` becomes readable. Called by `upstream::tune` for
-/// every socket it prepares (both sides of each session, the gateway's own metadata connections)
-/// on the runtime's threads; elsewhere (another runtime, busy polling off) it does nothing.
-/// A closed socket leaves the poll set by itself.
+/// Lets a worker's busy poll end when `socket` becomes readable. A session calls it for both of its
+/// sockets; elsewhere (another runtime, busy polling off) it does nothing. A closed socket leaves the
+/// poll set by itself.
 pub fn watch(socket: &impl AsRawFd) {
     WATCHER.with(|w| {
         if let Some(poll) = &*w.borrow() {

@@ -1,29 +1,32 @@
-//! Step 1 to 5 of a frame's journey, for one client connection: requests stream to the broker as the
-//! same bytes, responses stream back, and only the responses [`rewrite::plan`] marked are decoded.
+//! Step 2 of a frame's journey: one client connection, both directions. Requests stream to the
+//! broker as the same bytes; responses stream back, and only those [`rewrite::plan`] marked are
+//! held whole, rewritten, and learned from before the client reads them.
 //!
-//! Each direction is a pump over a buffer it borrows from its worker thread's pool while bytes are
-//! in flight, and gives back when they are written. A read may hold many frames or part of one;
-//! the pump peeks at each frame's first bytes, and forwards everything up to the first frame it
-//! must wait for in one write. A frame is never buffered whole unless it is rewritten, so a 100 MiB
-//! produce request costs the same memory as a small one, and the rest of a large frame past a read
-//! moves from socket to socket in the kernel ([`crate::splice`]).
+//! A [`Session`] is a value the listener builds: its [`Group`] (how the group names, learns and
+//! reaches brokers, and its limits), its target and the client's address. It never sees the
+//! gateway. Each direction is a pump over a buffer it borrows from its worker thread's pool while
+//! bytes are in flight and gives back when they are written; a frame is never buffered whole unless
+//! it is rewritten, and the rest of a large frame past a read moves from socket to socket in the
+//! kernel ([`crate::splice`]).
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tracing::{debug, trace, warn};
+use tracing::{Level, trace};
 
+use crate::broker::Advertise;
 use crate::frame::{self, FrameError, MIN_REQUEST, MIN_RESPONSE, Peek};
-use crate::gateway::{Gateway, Target};
 use crate::inflight::{Inflight, OrderError, Pending};
 use crate::record::Recorder;
-use crate::rewrite::{self, Action, Advertise, Refused, RewriteError, api_versions};
-use crate::splice::{Moved, Pipe};
-use crate::upstream::{self, UpstreamError};
+use crate::rewrite::{self, Action, Refused, RewriteError, api_versions};
+use crate::splice::{Failed, Moved, Pipe};
+use crate::topology::{Learn, LearnError};
+use crate::upstream::{self, Dialer, Target, UpstreamError};
 
 /// Bytes read at a time: the size of the buffers a direction borrows while bytes are in flight.
 const READ_CHUNK: usize = 64 * 1024;
@@ -37,6 +40,318 @@ const POOL_PER_THREAD: usize = 64;
 
 thread_local! {
     static POOL: std::cell::RefCell<Vec<BytesMut>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A listener group as its sessions see it. Built by the gateway, shared by every session of the
+/// group's ports.
+pub struct Group {
+    pub name: String,
+    /// What clients call each broker.
+    pub names: Arc<dyn Advertise + Send + Sync>,
+    /// Where the brokers a response names are learned (the gateway; weak, because the gateway
+    /// holds the groups).
+    pub learner: Weak<dyn Learn>,
+    pub dialer: Arc<Dialer>,
+    pub limits: Limits,
+    /// TCP keepalive on the client's connection (`gateway.tcp_keepalive_secs`).
+    pub keepalive: Option<Duration>,
+    pub recorder: Option<Arc<Recorder>>,
+}
+
+/// The largest request forwarded, the largest response held whole to be rewritten, and the least
+/// rest of a frame past a read that moves in the kernel (`gateway.splice_min_bytes`, 0 = never).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub request: usize,
+    pub response: usize,
+    pub splice_min: usize,
+}
+
+/// Which side of a connection an error came from: the client's, the broker's, or the gateway's own
+/// (its configuration, its limits). The log level of a connection's end is the side's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    Broker,
+    Gateway,
+}
+
+impl Side {
+    /// A client breaking the protocol is worth a line; a broker doing so, or failing to answer,
+    /// is worth a warning; the gateway unable to serve a valid exchange is an error.
+    pub fn level(self) -> Level {
+        match self {
+            Side::Client => Level::INFO,
+            Side::Broker => Level::WARN,
+            Side::Gateway => Level::ERROR,
+        }
+    }
+}
+
+impl std::fmt::Display for Side {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Side::Client => "client",
+            Side::Broker => "broker",
+            Side::Gateway => "gateway",
+        })
+    }
+}
+
+/// How a connection ended without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closed {
+    ByClient,
+    ByBroker,
+}
+
+/// Why a connection ended other than by a close.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("{side} connection: {source}")]
+    Io { side: Side, source: io::Error },
+    #[error(transparent)]
+    Dial(Box<UpstreamError>),
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    #[error(transparent)]
+    Refused(#[from] Refused),
+    #[error(transparent)]
+    Order(#[from] OrderError),
+    #[error(transparent)]
+    Rewrite(#[from] RewriteError),
+    #[error(transparent)]
+    Learn(#[from] LearnError),
+    #[error("the broker closed the connection in the middle of a response")]
+    Truncated,
+    #[error("a response of {size} bytes to rewrite exceeds the limit of {limit} bytes (gateway.max_response_bytes)")]
+    ResponseTooLarge { size: usize, limit: usize },
+}
+
+impl From<UpstreamError> for SessionError {
+    fn from(e: UpstreamError) -> Self {
+        SessionError::Dial(Box::new(e))
+    }
+}
+
+impl SessionError {
+    pub fn side(&self) -> Side {
+        match self {
+            SessionError::Io { side, .. } => *side,
+            SessionError::Frame(_) | SessionError::Refused(_) => Side::Client,
+            SessionError::Dial(_) | SessionError::Order(_) | SessionError::Truncated => Side::Broker,
+            SessionError::Rewrite(RewriteError::Malformed { .. }) => Side::Broker,
+            SessionError::Rewrite(_) | SessionError::Learn(_) | SessionError::ResponseTooLarge { .. } => Side::Gateway,
+        }
+    }
+
+    /// A peer that resets or drops its connection is ordinary: a client stopped, a broker restarted.
+    fn is_disconnect(&self) -> bool {
+        use io::ErrorKind::*;
+        matches!(self, SessionError::Io { source, .. }
+            if matches!(source.kind(), ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof))
+    }
+
+    fn client(source: io::Error) -> Self {
+        SessionError::Io { side: Side::Client, source }
+    }
+
+    fn broker(source: io::Error) -> Self {
+        SessionError::Io { side: Side::Broker, source }
+    }
+}
+
+/// One client connection of a listener group's port.
+pub struct Session {
+    group: Arc<Group>,
+    target: Target,
+    peer: SocketAddr,
+}
+
+impl Session {
+    pub fn new(group: Arc<Group>, target: Target, peer: SocketAddr) -> Self {
+        Self { group, target, peer }
+    }
+
+    /// Serves the connection until either side closes or breaks the protocol, and logs how it
+    /// ended at the level of the side that ended it.
+    pub async fn serve(self, client: TcpStream) {
+        let (peer, group, target) = (self.peer, &self.group.name, self.target);
+        tracing::debug!(%peer, %group, %target, "connection accepted");
+        match self.run(client).await {
+            Ok(closed) => tracing::debug!(%peer, %group, %target, ?closed, "connection closed"),
+            Err(e) if e.is_disconnect() => tracing::debug!(%peer, %group, %target, "connection ended: {e}"),
+            Err(e) => {
+                let side = e.side();
+                match side.level() {
+                    Level::ERROR => tracing::error!(%peer, %group, %target, %side, "closing connection: {e}"),
+                    Level::WARN => tracing::warn!(%peer, %group, %target, %side, "closing connection: {e}"),
+                    _ => tracing::info!(%peer, %group, %target, %side, "closing connection: {e}"),
+                }
+            }
+        }
+    }
+
+    async fn run(&self, client: TcpStream) -> Result<Closed, SessionError> {
+        upstream::tune(&client, self.group.keepalive).map_err(SessionError::client)?;
+        let upstream = self.group.dialer.dial(self.target).await?;
+        // Bytes arriving on either socket end a worker's busy poll (runtime.rs).
+        crate::runtime::watch(&client);
+        crate::runtime::watch(&upstream);
+        let (client_rd, client_wr) = client.into_split();
+        let (upstream_rd, upstream_wr) = upstream.into_split();
+        self.pump(client_rd, client_wr, upstream_rd, upstream_wr).await
+    }
+
+    /// Runs both directions until one of them ends.
+    async fn pump(
+        &self,
+        client_rd: impl Source,
+        client_wr: impl Sink,
+        upstream_rd: impl Source,
+        upstream_wr: impl Sink,
+    ) -> Result<Closed, SessionError> {
+        let inflight = Inflight::default();
+        tokio::select! {
+            r = self.requests(client_rd, upstream_wr, &inflight) => r,
+            r = self.responses(upstream_rd, client_wr, &inflight) => r,
+        }
+    }
+
+    /// Client to broker: every byte is forwarded as it came; headers are only read, to note which
+    /// responses will need a rewrite and to refuse versions the gateway could not rewrite.
+    async fn requests(
+        &self,
+        mut from: impl Source,
+        mut to: impl Sink,
+        inflight: &Inflight,
+    ) -> Result<Closed, SessionError> {
+        let limits = self.group.limits;
+        let mut buf = BytesMut::new();
+        let mut place = Place::default();
+        loop {
+            if !fill(&mut from, &mut buf, place.read_limit()).await.map_err(SessionError::client)? {
+                return Ok(Closed::ByClient);
+            }
+            while place.frame_done(buf.len()) {
+                let next = &buf[place.ready..];
+                let Peek::Ready(len) = frame::frame_len(next, MIN_REQUEST, limits.request)? else { break };
+                let Peek::Ready(head) = frame::peek_request(next, len)? else { break };
+                let action = rewrite::plan(head.api_key, head.api_version)?;
+                trace!(
+                    api_key = head.api_key,
+                    version = head.api_version,
+                    correlation_id = head.correlation_id,
+                    ?action,
+                    "request"
+                );
+                if head.expects_response {
+                    // Before the bytes leave: the response may come back before this loop ends.
+                    inflight.push(Pending {
+                        correlation_id: head.correlation_id,
+                        api_key: head.api_key,
+                        api_version: head.api_version,
+                        action,
+                    });
+                }
+                place.rest = len;
+            }
+            if place.ready > 0 {
+                to.write_all(&buf[..place.ready]).await.map_err(SessionError::broker)?;
+                buf.advance(std::mem::take(&mut place.ready));
+            }
+            match splice_rest(&from, &to, &buf, &mut place, limits.splice_min).await {
+                Ok(Spliced::Done) => {}
+                // The client closed within a request: as at any other close, nothing more to send.
+                Ok(Spliced::SourceEnded) => return Ok(Closed::ByClient),
+                Err((side, e)) => {
+                    return Err(SessionError::Io { side: side.of(Side::Client, Side::Broker), source: e });
+                }
+            }
+            release(&mut buf);
+        }
+    }
+
+    /// Broker to client: responses are matched to their requests in order; those marked for rewrite
+    /// are read whole, rewritten and learned from, all others are forwarded as they came.
+    async fn responses(
+        &self,
+        mut from: impl Source,
+        mut to: impl Sink,
+        inflight: &Inflight,
+    ) -> Result<Closed, SessionError> {
+        let limits = self.group.limits;
+        let mut buf = BytesMut::new();
+        let mut place = Place::default();
+        loop {
+            if !fill(&mut from, &mut buf, place.read_limit()).await.map_err(SessionError::broker)? {
+                return if buf.is_empty() && place.rest == 0 {
+                    Ok(Closed::ByBroker)
+                } else {
+                    Err(SessionError::Truncated)
+                };
+            }
+            while place.frame_done(buf.len()) {
+                // Forwarded responses may be as large as the client asked for; the limit applies to
+                // what the gateway must hold in memory to rewrite.
+                let next = &buf[place.ready..];
+                let Peek::Ready(len) = frame::frame_len(next, MIN_RESPONSE, i32::MAX as usize)? else { break };
+                let Peek::Ready(correlation_id) = frame::peek_correlation_id(next) else { break };
+                let pending = inflight.answer(correlation_id)?;
+                if pending.action == Action::Forward {
+                    place.rest = len;
+                    continue;
+                }
+                if len > limits.response {
+                    return Err(SessionError::ResponseTooLarge { size: len, limit: limits.response });
+                }
+                // Send what precedes this frame, then hold the frame whole.
+                to.write_all(&buf[..place.ready]).await.map_err(SessionError::client)?;
+                buf.advance(std::mem::take(&mut place.ready));
+                let response = read_whole(&mut from, &mut buf, len).await?;
+                for piece in self.answer(&pending, &response)? {
+                    to.write_all(&piece).await.map_err(SessionError::client)?;
+                }
+            }
+            if place.ready > 0 {
+                to.write_all(&buf[..place.ready]).await.map_err(SessionError::client)?;
+                buf.advance(std::mem::take(&mut place.ready));
+            }
+            match splice_rest(&from, &to, &buf, &mut place, limits.splice_min).await {
+                Ok(Spliced::Done) => {}
+                Ok(Spliced::SourceEnded) => return Err(SessionError::Truncated),
+                Err((side, e)) => {
+                    return Err(SessionError::Io { side: side.of(Side::Broker, Side::Client), source: e });
+                }
+            }
+            release(&mut buf);
+        }
+    }
+
+    /// What the client gets for a response held whole: the rewritten frame, once every broker it
+    /// names is learned (its listener open), or the gateway's own KIP-511 answer.
+    fn answer(&self, pending: &Pending, response: &Bytes) -> Result<Vec<Bytes>, SessionError> {
+        let kind = match pending.action {
+            Action::Rewrite(kind) => kind,
+            Action::ApiVersionsFallback => return Ok(vec![api_versions::fallback(pending.correlation_id).freeze()]),
+            Action::Forward => unreachable!("forwarded responses are never held"),
+        };
+        let names = &*self.group.names;
+        let rewritten = rewrite::rewrite(kind, pending.api_version, response, names);
+        if let Some(recorder) = &self.group.recorder {
+            recorder.record(pending, response, &rewritten, names.racks());
+        }
+        let learner = self.group.learner.upgrade();
+        let rewritten = rewritten.inspect_err(|e| {
+            if let (RewriteError::Name { .. }, Some(learner)) = (e, &learner) {
+                learner.refresh_soon();
+            }
+        })?;
+        if let Some(learner) = learner {
+            learner.learn(&self.group.name, &rewritten.named)?;
+        }
+        Ok(rewritten.pieces)
+    }
 }
 
 /// A direction's read side: it can wait until bytes arrive without holding a buffer, so that an
@@ -73,15 +388,6 @@ impl Sink for tokio::net::tcp::OwnedWriteHalf {
     }
 }
 
-impl<T: AsyncWrite> Sink for tokio::io::WriteHalf<T> {}
-
-/// In-memory streams (tests, benchmarks) have no readiness: the read itself waits.
-impl<T: AsyncRead> Source for tokio::io::ReadHalf<T> {
-    async fn ready(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Reads more bytes into `buf`, borrowing a pooled buffer if it has none, at most `limit` of them.
 /// False at end of stream.
 async fn fill(from: &mut impl Source, buf: &mut BytesMut, limit: usize) -> io::Result<bool> {
@@ -110,210 +416,55 @@ fn release(buf: &mut BytesMut) {
     }
 }
 
-/// Why a connection ended other than by a close.
-#[derive(Debug, thiserror::Error)]
-pub enum SessionError {
-    #[error(transparent)]
-    Upstream(#[from] UpstreamError),
-    #[error("{0}")]
-    Io(#[from] io::Error),
-    #[error(transparent)]
-    Frame(#[from] FrameError),
-    #[error(transparent)]
-    Refused(#[from] Refused),
-    #[error(transparent)]
-    Order(#[from] OrderError),
-    #[error(transparent)]
-    Rewrite(#[from] RewriteError),
-    #[error("the broker closed the connection in the middle of a response")]
-    Truncated,
-    #[error("a response of {size} bytes to rewrite exceeds the limit of {limit} bytes (gateway.max_response_bytes)")]
-    ResponseTooLarge { size: usize, limit: usize },
+/// How a [`splice_rest`] ended, when no socket failed.
+enum Spliced {
+    /// Nothing to splice, or all of the frame's rest moved.
+    Done,
+    /// The source ended within the frame.
+    SourceEnded,
 }
 
-/// Serves one accepted client connection until either side closes or breaks the protocol.
-pub async fn serve(gateway: Arc<Gateway>, group: usize, target: Target, client: TcpStream, peer: SocketAddr) {
-    let name = &gateway.config.groups[group].name;
-    debug!(%peer, group = %name, %target, "connection accepted");
-    match run(&gateway, group, target, client).await {
-        Ok(()) => debug!(%peer, group = %name, %target, "connection closed"),
-        // A peer resetting its connection is ordinary (a client stopped); faults of the protocol,
-        // of a rewrite or of reaching a broker are what an operator must see.
-        Err(SessionError::Io(e)) => debug!(%peer, group = %name, %target, "connection ended: {e}"),
-        Err(e) => warn!(%peer, group = %name, %target, "closing connection: {e}"),
-    }
+/// Which socket of a splice failed.
+#[derive(Clone, Copy)]
+enum End {
+    From,
+    To,
 }
 
-async fn run(gateway: &Arc<Gateway>, group: usize, target: Target, client: TcpStream) -> Result<(), SessionError> {
-    upstream::tune(&client, gateway.config.tcp_keepalive)?;
-    let upstream = gateway.dial(target).await?;
-    let (client_rd, client_wr) = client.into_split();
-    let (upstream_rd, upstream_wr) = upstream.into_split();
-    let advertiser = gateway.advertiser(group);
-    let config = &gateway.config;
-    let limits = Limits {
-        request: config.max_frame_bytes,
-        response: config.max_response_bytes,
-        splice_min: config.splice_min_bytes,
-    };
-    proxy(client_rd, client_wr, upstream_rd, upstream_wr, limits, &advertiser, gateway.recorder.as_ref()).await
-}
-
-/// The largest request forwarded, the largest response held whole to be rewritten, and the least
-/// rest of a frame past a read that moves in the kernel (`gateway.splice_min_bytes`, 0 = never).
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub request: usize,
-    pub response: usize,
-    pub splice_min: usize,
-}
-
-/// Runs both directions of one connection until one of them ends.
-pub async fn proxy(
-    client_rd: impl Source,
-    client_wr: impl Sink,
-    upstream_rd: impl Source,
-    upstream_wr: impl Sink,
-    limits: Limits,
-    advertiser: &(dyn Advertise + Sync),
-    recorder: Option<&Recorder>,
-) -> Result<(), SessionError> {
-    let inflight = Inflight::default();
-    tokio::select! {
-        r = pump_requests(client_rd, upstream_wr, &inflight, limits) => r,
-        r = pump_responses(upstream_rd, client_wr, &inflight, limits, advertiser, recorder) => r,
-    }
-}
-
-/// Client to broker: every byte is forwarded as it came; headers are only read, to note which
-/// responses will need a rewrite and to refuse versions the gateway could not rewrite.
-async fn pump_requests(
-    mut from: impl Source,
-    mut to: impl Sink,
-    inflight: &Inflight,
-    limits: Limits,
-) -> Result<(), SessionError> {
-    let mut buf = BytesMut::new();
-    let mut place = Place::default();
-    loop {
-        if !fill(&mut from, &mut buf, place.read_limit()).await? {
-            return Ok(());
+impl End {
+    fn of(self, from: Side, to: Side) -> Side {
+        match self {
+            End::From => from,
+            End::To => to,
         }
-        while place.frame_done(buf.len()) {
-            let next = &buf[place.ready..];
-            let Peek::Ready(len) = frame::frame_len(next, MIN_REQUEST, limits.request)? else { break };
-            let Peek::Ready(head) = frame::peek_request(next, len)? else { break };
-            let action = rewrite::plan(head.api_key, head.api_version)?;
-            trace!(
-                api_key = head.api_key,
-                version = head.api_version,
-                correlation_id = head.correlation_id,
-                ?action,
-                "request"
-            );
-            if head.expects_response {
-                // Before the bytes leave: the response may come back before this loop ends.
-                inflight.push(Pending {
-                    correlation_id: head.correlation_id,
-                    api_key: head.api_key,
-                    api_version: head.api_version,
-                    action,
-                });
-            }
-            place.rest = len;
-        }
-        if place.ready > 0 {
-            to.write_all(&buf[..place.ready]).await?;
-            buf.advance(std::mem::take(&mut place.ready));
-        }
-        if !splice_rest(&from, &to, &buf, &mut place, limits.splice_min).await? {
-            // The client closed within a request: as at any other close, nothing more to send.
-            return Ok(());
-        }
-        release(&mut buf);
-    }
-}
-
-/// Broker to client: responses are matched to their requests in order; those marked for rewrite are
-/// read whole and replaced, all others are forwarded as they came.
-async fn pump_responses(
-    mut from: impl Source,
-    mut to: impl Sink,
-    inflight: &Inflight,
-    limits: Limits,
-    advertiser: &(dyn Advertise + Sync),
-    recorder: Option<&Recorder>,
-) -> Result<(), SessionError> {
-    let mut buf = BytesMut::new();
-    let mut place = Place::default();
-    loop {
-        if !fill(&mut from, &mut buf, place.read_limit()).await? {
-            return if buf.is_empty() && place.rest == 0 { Ok(()) } else { Err(SessionError::Truncated) };
-        }
-        while place.frame_done(buf.len()) {
-            // Forwarded responses may be as large as the client asked for; the limit applies to
-            // what the gateway must hold in memory to rewrite.
-            let next = &buf[place.ready..];
-            let Peek::Ready(len) = frame::frame_len(next, MIN_RESPONSE, i32::MAX as usize)? else { break };
-            let Peek::Ready(correlation_id) = frame::peek_correlation_id(next) else { break };
-            let pending = inflight.answer(correlation_id)?;
-            if pending.action == Action::Forward {
-                place.rest = len;
-                continue;
-            }
-            if len > limits.response {
-                return Err(SessionError::ResponseTooLarge { size: len, limit: limits.response });
-            }
-            // Send what precedes this frame, then hold the frame whole.
-            to.write_all(&buf[..place.ready]).await?;
-            buf.advance(std::mem::take(&mut place.ready));
-            let response = read_whole(&mut from, &mut buf, len).await?;
-            let replaced = match pending.action {
-                Action::Rewrite(kind) => rewrite::rewrite(kind, pending.api_version, response.clone(), advertiser),
-                Action::ApiVersionsFallback => Ok(api_versions::fallback(correlation_id).freeze().into()),
-                Action::Forward => unreachable!("forwarded above"),
-            };
-            if let Some(recorder) = recorder {
-                recorder.record(&pending, &response, &replaced, advertiser.racks());
-            }
-            for piece in replaced?.pieces() {
-                to.write_all(piece).await?;
-            }
-        }
-        if place.ready > 0 {
-            to.write_all(&buf[..place.ready]).await?;
-            buf.advance(std::mem::take(&mut place.ready));
-        }
-        if !splice_rest(&from, &to, &buf, &mut place, limits.splice_min).await? {
-            return Err(SessionError::Truncated);
-        }
-        release(&mut buf);
     }
 }
 
 /// Moves the rest of a large frame that goes on past the buffer from socket to socket in the kernel
 /// (src/splice.rs), when both sides are sockets, the rest is at least `min` bytes (0 = never) and a
-/// pipe can be had. False when the source ended within the frame.
+/// pipe can be had.
 async fn splice_rest(
     from: &impl Source,
     to: &impl Sink,
     buf: &BytesMut,
     place: &mut Place,
     min: usize,
-) -> io::Result<bool> {
+) -> Result<Spliced, (End, io::Error)> {
     if min == 0 || place.rest < min || !buf.is_empty() {
-        return Ok(true);
+        return Ok(Spliced::Done);
     }
-    let (Some(from), Some(to)) = (from.socket(), to.socket()) else { return Ok(true) };
-    let Some(pipe) = Pipe::take() else { return Ok(true) };
-    match pipe.forward(from, to, place.rest).await? {
-        Moved::All => {
+    let (Some(from), Some(to)) = (from.socket(), to.socket()) else { return Ok(Spliced::Done) };
+    let Some(pipe) = Pipe::take() else { return Ok(Spliced::Done) };
+    match pipe.forward(from, to, place.rest).await {
+        Ok(Moved::All) => {
             place.rest = 0;
             place.spliced = true;
-            Ok(true)
+            Ok(Spliced::Done)
         }
-        Moved::Ended(_) => Ok(false),
-        Moved::Refused => Ok(true),
+        Ok(Moved::Ended(_)) => Ok(Spliced::SourceEnded),
+        Ok(Moved::Refused) => Ok(Spliced::Done),
+        Err(Failed::Reading(e)) => Err((End::From, e)),
+        Err(Failed::Writing(e)) => Err((End::To, e)),
     }
 }
 
@@ -357,11 +508,77 @@ async fn read_whole(from: &mut impl Source, buf: &mut BytesMut, len: usize) -> R
     buf.clear();
     while whole.len() < len {
         let room = len - whole.len();
-        if from.read_buf(&mut (&mut whole).limit(room)).await? == 0 {
+        if from.read_buf(&mut (&mut whole).limit(room)).await.map_err(SessionError::broker)? == 0 {
             return Err(SessionError::Truncated);
         }
     }
     Ok(whole.freeze())
+}
+
+/// Sessions over in-memory streams, for tests and benchmarks: the pumps of a real session, with no
+/// socket, no dialing and no learning.
+#[cfg(any(test, feature = "testing"))]
+pub mod testing {
+    use super::*;
+    use crate::topology::Topology;
+
+    /// In-memory streams have no readiness: the read itself waits.
+    impl<T: AsyncRead> Source for tokio::io::ReadHalf<T> {
+        async fn ready(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<T: AsyncWrite> Sink for tokio::io::WriteHalf<T> {}
+
+    struct NoLearning;
+
+    impl Learn for NoLearning {
+        fn learn(&self, _: &str, _: &[crate::broker::Named<'_>]) -> Result<(), LearnError> {
+            Ok(())
+        }
+
+        fn refresh_soon(&self) {}
+    }
+
+    /// A group that names brokers with `names` and learns nothing.
+    pub fn group(limits: Limits, names: Arc<dyn Advertise + Send + Sync>) -> Arc<Group> {
+        let learner: Weak<dyn Learn> = Weak::<NoLearning>::new();
+        Arc::new(Group {
+            name: "test".into(),
+            names,
+            learner,
+            dialer: Arc::new(Dialer::new(Vec::new(), Arc::new(Topology::default()), Duration::from_secs(1), None)),
+            limits,
+            keepalive: None,
+            recorder: None,
+        })
+    }
+
+    /// Runs a session's pumps between a client's and a broker's end of two streams until one ends.
+    pub async fn proxy(
+        client: impl AsyncRead + AsyncWrite,
+        broker: impl AsyncRead + AsyncWrite,
+        limits: Limits,
+        names: Arc<dyn Advertise + Send + Sync>,
+    ) -> Result<Closed, SessionError> {
+        let session = Session::new(group(limits, names), Target::Bootstrap, SocketAddr::from(([127, 0, 0, 1], 0)));
+        let ((crd, cwr), (brd, bwr)) = (tokio::io::split(client), tokio::io::split(broker));
+        session.pump(crd, cwr, brd, bwr).await
+    }
+
+    /// Runs a session's pumps over connected sockets (which splice), for tests of this crate.
+    #[cfg(test)]
+    pub(crate) async fn proxy_sockets(
+        client: TcpStream,
+        broker: TcpStream,
+        limits: Limits,
+        names: Arc<dyn Advertise + Send + Sync>,
+    ) -> Result<Closed, SessionError> {
+        let session = Session::new(group(limits, names), Target::Bootstrap, SocketAddr::from(([127, 0, 0, 1], 0)));
+        let ((crd, cwr), (brd, bwr)) = (client.into_split(), broker.into_split());
+        session.pump(crd, cwr, brd, bwr).await
+    }
 }
 
 #[cfg(test)]

@@ -4,14 +4,14 @@
 //! A pump reads a chunk, peeks at the frames in it and forwards them; when the frame at the end of
 //! the chunk goes on for at least `gateway.splice_min_bytes` more (a produce request of a few
 //! batches, a fetch response that streams), those bytes need no look: `splice(2)` takes the pages
-//! of the received segments into a pipe and hands the same pages to the other socket. On the bench
-//! machine copying to and from user space was 40% of the gateway's CPU in the bulk phases
-//! (benches/README.md).
+//! of the received segments into a pipe and hands the same pages to the other socket, sparing the
+//! two copies through user space that were most of the gateway's CPU in bulk transfers
+//! (benches/README.md has the measurements).
 //!
 //! Pipes come from a small pool per worker thread and go back to it empty. Where no pipe can be
 //! had (the descriptor limit) or the kernel refuses to splice a socket, the pump copies as before.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,10 +30,15 @@ const POOL_PER_THREAD: usize = 16;
 
 thread_local! {
     static POOL: RefCell<Vec<Pipe>> = const { RefCell::new(Vec::new()) };
-    static MOVED: Cell<u64> = const { Cell::new(0) };
+}
+
+#[cfg(test)]
+thread_local! {
+    static MOVED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 /// The bytes this thread has spliced so far: what shows a test that a frame crossed in the kernel.
+#[cfg(test)]
 pub fn bytes_moved() -> u64 {
     MOVED.get()
 }
@@ -50,6 +55,13 @@ pub enum Moved {
     Ended(usize),
     /// Nothing: the kernel does not splice these sockets; the caller copies instead.
     Refused,
+}
+
+/// A socket of a [`Pipe::forward`] failed.
+#[derive(Debug)]
+pub enum Failed {
+    Reading(io::Error),
+    Writing(io::Error),
 }
 
 /// A pipe with nothing in it, and how much it takes.
@@ -78,7 +90,7 @@ impl Pipe {
 
     /// Moves exactly `len` bytes from `from` to `to` unless `from` ends first, then goes back to
     /// the pool. A pipe that fails midway may hold bytes, so it is closed instead.
-    pub async fn forward(self, from: &TcpStream, to: &TcpStream, len: usize) -> io::Result<Moved> {
+    pub async fn forward(self, from: &TcpStream, to: &TcpStream, len: usize) -> Result<Moved, Failed> {
         let mut moved = 0;
         while moved < len {
             let want = (len - moved).min(self.capacity);
@@ -90,19 +102,20 @@ impl Pipe {
                     tracing::warn!("the kernel does not splice sockets here ({e}); copying every frame");
                     return Ok(Moved::Refused);
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(Failed::Reading(e)),
             };
             let mut left = held;
             while left > 0 {
-                to.writable().await?;
+                to.writable().await.map_err(Failed::Writing)?;
                 let out = || splice(&self.read, None, to, None, left, SpliceFlags::NONBLOCK).map_err(io::Error::from);
                 match to.try_io(Interest::WRITABLE, out) {
                     Ok(n) => left -= n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    Err(e) => return Err(e),
+                    Err(e) => return Err(Failed::Writing(e)),
                 }
             }
             moved += held;
+            #[cfg(test)]
             MOVED.set(MOVED.get() + held as u64);
         }
         POOL.with_borrow_mut(|pool| {

@@ -1,24 +1,27 @@
-//! The other end of a session: dialing brokers, and the gateway's own small Kafka client that asks
-//! the cluster which brokers it has (ApiVersions, then Metadata).
+//! The broker side of a session: what a listener's connections reach ([`Target`]), dialing it
+//! ([`Dialer`]), and the gateway's own small Kafka client that asks the cluster which brokers it has
+//! (ApiVersions, then Metadata).
 //!
 //! The gateway only ever dials configured bootstrap servers and addresses the cluster advertises,
 //! never an address a client sent.
 
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader,
-};
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Message, StrBytes};
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, MetadataRequest, MetadataResponse, RequestHeader};
+use kafka_protocol::protocol::{Encodable, Message, StrBytes};
 use socket2::{SockRef, TcpKeepalive};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-use crate::config::HostPort;
-use crate::frame::SIZE_LEN;
-use crate::rewrite::{self, Address, RewriteError, api_versions, metadata};
+use crate::broker::{Broker, HostPort, NameError, Rack};
+use crate::rewrite::{RewriteError, api_versions, metadata};
+use crate::topology::Topology;
+use crate::wire::SIZE_LEN;
 
 /// The client id the gateway's own requests carry, visible in broker logs.
 const CLIENT_ID: &str = "kafka-gateway";
@@ -27,22 +30,136 @@ const METADATA_MAX: i16 = MetadataResponse::VERSIONS.max;
 /// The gateway's own responses are small; anything larger is not a Metadata answer.
 const MAX_OWN_RESPONSE: usize = 64 * 1024 * 1024;
 
+/// What a listener's connections reach. Ordered bootstrap first, then brokers by node id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Target {
+    /// Any reachable bootstrap server.
+    Bootstrap,
+    /// One broker, by node id.
+    Broker(i32),
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Bootstrap => f.write_str("bootstrap"),
+            Target::Broker(n) => write!(f, "broker {n}"),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
     #[error("cannot connect to {addr}: {source}")]
-    Connect { addr: String, source: std::io::Error },
+    Connect { addr: HostPort, source: std::io::Error },
     #[error("connecting to {addr} timed out after {timeout:?}")]
-    ConnectTimeout { addr: String, timeout: Duration },
+    ConnectTimeout { addr: HostPort, timeout: Duration },
     #[error("{addr}: {source}")]
-    Io { addr: String, source: std::io::Error },
+    Io { addr: HostPort, source: std::io::Error },
     #[error("{addr} did not answer within {timeout:?}")]
-    Timeout { addr: String, timeout: Duration },
-    #[error("{addr} sent a response the gateway cannot read: {reason}")]
-    Protocol { addr: String, reason: String },
+    Timeout { addr: HostPort, timeout: Duration },
+    #[error("{addr} sent a response the gateway cannot read: {source}")]
+    Protocol { addr: HostPort, source: ProtocolError },
     #[error("{addr} refused {api}: error code {code}")]
-    Refused { addr: String, api: &'static str, code: i16 },
-    #[error("no upstream server answered: {0}")]
-    NoneAnswered(String),
+    Refused { addr: HostPort, api: &'static str, code: i16 },
+    #[error("broker {0} is not known to the gateway (yet)")]
+    UnknownBroker(i32),
+    #[error("no upstream server answered: {}", Failures(.0))]
+    NoneAnswered(Vec<UpstreamError>),
+}
+
+/// What was wrong with an answer to the gateway's own request.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    #[error(transparent)]
+    Rewrite(#[from] RewriteError),
+    #[error("response size {0}")]
+    Size(i32),
+    #[error("correlation id {got}, expected {expected}")]
+    Correlation { got: i32, expected: i32 },
+    #[error("no Metadata in ApiVersions")]
+    NoMetadata,
+    #[error("cannot encode the request: {0:#}")]
+    Encode(anyhow::Error),
+}
+
+/// Several failures, one after the other.
+struct Failures<'a>(&'a [UpstreamError]);
+
+impl fmt::Display for Failures<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Dials what a target reaches: a known broker at the address the cluster advertises for it, or
+/// the bootstrap servers in turn (then every known broker), starting one further each time so that
+/// connections spread over them.
+pub struct Dialer {
+    bootstrap: Vec<HostPort>,
+    topology: Arc<Topology>,
+    connect_timeout: Duration,
+    keepalive: Option<Duration>,
+    next: AtomicUsize,
+}
+
+impl Dialer {
+    pub fn new(
+        bootstrap: Vec<HostPort>,
+        topology: Arc<Topology>,
+        connect_timeout: Duration,
+        keepalive: Option<Duration>,
+    ) -> Self {
+        Self { bootstrap, topology, connect_timeout, keepalive, next: AtomicUsize::new(0) }
+    }
+
+    pub async fn dial(&self, target: Target) -> Result<TcpStream, UpstreamError> {
+        match target {
+            Target::Broker(node_id) => {
+                let addr = self.topology.upstream(node_id).ok_or(UpstreamError::UnknownBroker(node_id))?;
+                let stream = connect(&addr, self.connect_timeout, self.keepalive).await?;
+                tracing::debug!(node_id, upstream = %addr, "connected to broker");
+                Ok(stream)
+            }
+            Target::Bootstrap => {
+                let mut candidates = self.candidates();
+                let start = self.next.fetch_add(1, Ordering::Relaxed) % self.bootstrap.len();
+                candidates[..self.bootstrap.len()].rotate_left(start);
+                let mut failures = Vec::new();
+                for addr in &candidates {
+                    match connect(addr, self.connect_timeout, self.keepalive).await {
+                        Ok(stream) => {
+                            tracing::debug!(upstream = %addr, "connected to bootstrap server");
+                            return Ok(stream);
+                        }
+                        Err(e) => failures.push(e),
+                    }
+                }
+                Err(UpstreamError::NoneAnswered(failures))
+            }
+        }
+    }
+
+    /// The configured bootstrap servers, then every known broker not among them.
+    pub fn candidates(&self) -> Vec<HostPort> {
+        let mut all = self.bootstrap.clone();
+        for broker in self.topology.snapshot().into_values() {
+            if !all.contains(&broker.upstream) {
+                all.push(broker.upstream);
+            }
+        }
+        all
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
 }
 
 /// Dials `addr` and applies the socket options of both sides of a session.
@@ -53,18 +170,17 @@ pub async fn connect(
 ) -> Result<TcpStream, UpstreamError> {
     let stream = match timeout(limit, TcpStream::connect((addr.host.as_str(), addr.port))).await {
         Ok(Ok(stream)) => stream,
-        Ok(Err(source)) => return Err(UpstreamError::Connect { addr: addr.to_string(), source }),
-        Err(_) => return Err(UpstreamError::ConnectTimeout { addr: addr.to_string(), timeout: limit }),
+        Ok(Err(source)) => return Err(UpstreamError::Connect { addr: addr.clone(), source }),
+        Err(_) => return Err(UpstreamError::ConnectTimeout { addr: addr.clone(), timeout: limit }),
     };
-    tune(&stream, keepalive).map_err(|source| UpstreamError::Io { addr: addr.to_string(), source })?;
+    tune(&stream, keepalive).map_err(|source| UpstreamError::Io { addr: addr.clone(), source })?;
     Ok(stream)
 }
 
-/// No Nagle delay (Kafka clients and brokers set it too), keepalive so that idle connections
-/// survive load balancers that forget quiet flows, and bytes arriving end a worker's busy poll.
+/// No Nagle delay (Kafka clients and brokers set it too), and keepalive so that idle connections
+/// survive load balancers that forget quiet flows.
 pub fn tune(stream: &TcpStream, keepalive: Option<Duration>) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
-    crate::runtime::watch(stream);
     if let Some(idle) = keepalive {
         let params = TcpKeepalive::new().with_time(idle).with_interval(Duration::from_secs(10)).with_retries(6);
         SockRef::from(stream).set_tcp_keepalive(&params)?;
@@ -73,54 +189,63 @@ pub fn tune(stream: &TcpStream, keepalive: Option<Duration>) -> std::io::Result<
 }
 
 /// The cluster as one broker describes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ClusterView {
     /// The server that answered.
     pub answered_by: HostPort,
     pub cluster_id: Option<String>,
-    pub brokers: Vec<Address>,
+    pub brokers: Vec<Broker>,
+    /// Brokers advertised at something that is not an address.
+    pub unusable: Vec<NameError>,
 }
 
-/// Asks the first server of `servers` that answers for the cluster's brokers.
+/// Asks the servers in turn for the cluster's brokers; the first that answers describes it.
 pub async fn describe_cluster(servers: &[HostPort], limit: Duration) -> Result<ClusterView, UpstreamError> {
     let mut failures = Vec::new();
     for addr in servers {
         match describe_via(addr, limit).await {
             Ok(view) => return Ok(view),
-            Err(e) => failures.push(e.to_string()),
+            Err(e) => failures.push(e),
         }
     }
-    Err(UpstreamError::NoneAnswered(failures.join("; ")))
+    Err(UpstreamError::NoneAnswered(failures))
 }
 
 /// Asks one server for the cluster's brokers.
 pub async fn describe_via(addr: &HostPort, limit: Duration) -> Result<ClusterView, UpstreamError> {
     let mut conn = Connection::open(addr, limit).await?;
-    let protocol = |e: RewriteError| UpstreamError::Protocol { addr: addr.to_string(), reason: e.to_string() };
+    let protocol = |e: RewriteError| UpstreamError::Protocol { addr: addr.clone(), source: e.into() };
     // Answers are read by the same walkers as rewrites: broker bytes never meet a decoder that
     // allocates by lengths from the wire.
     let frame = conn.call_raw(ApiKey::ApiVersions, 0, &ApiVersionsRequest::default()).await?;
     let (error_code, api_keys) = api_versions::read(&frame, 0).map_err(protocol)?;
     if error_code != 0 {
-        return Err(UpstreamError::Refused { addr: addr.to_string(), api: "ApiVersions", code: error_code });
+        return Err(UpstreamError::Refused { addr: addr.clone(), api: "ApiVersions", code: error_code });
     }
     let version = api_keys
         .iter()
         .find(|(key, _, _)| *key == ApiKey::Metadata as i16)
         .map(|(_, _, max)| (*max).min(METADATA_MAX))
-        .ok_or_else(|| UpstreamError::Protocol {
-            addr: addr.to_string(),
-            reason: "no Metadata in ApiVersions".into(),
-        })?;
+        .ok_or_else(|| UpstreamError::Protocol { addr: addr.clone(), source: ProtocolError::NoMetadata })?;
     // v0 has no way to ask for no topics (empty means all); v1+ asks for none.
     let request = MetadataRequest::default().with_topics((version >= 1).then(Vec::new));
     let frame = conn.call_raw(ApiKey::Metadata, version, &request).await?;
-    let (brokers, cluster_id) = metadata::read(&frame, version).map_err(protocol)?;
-    Ok(ClusterView { answered_by: addr.clone(), cluster_id, brokers })
+    let (named, cluster_id) = metadata::read(&frame, version).map_err(protocol)?;
+    let (mut brokers, mut unusable) = (Vec::new(), Vec::new());
+    for b in &named {
+        let rack = match b.rack {
+            Rack::Reported(rack) => rack.map(str::to_owned),
+            Rack::Unreported => None,
+        };
+        match b.upstream() {
+            Ok(upstream) => brokers.push(Broker { node_id: b.node_id, upstream, rack }),
+            Err(e) => unusable.push(e),
+        }
+    }
+    Ok(ClusterView { answered_by: addr.clone(), cluster_id: cluster_id.map(str::to_owned), brokers, unusable })
 }
 
-/// One connection of the gateway's own client: one request at a time. Public for tests and tools
-/// that speak to a broker, or to the gateway, at a chosen API version.
+/// One connection of the gateway's own client: one request at a time.
 pub struct Connection {
     stream: TcpStream,
     addr: HostPort,
@@ -134,21 +259,6 @@ impl Connection {
         Ok(Self { stream: connect(addr, limit, None).await?, addr: addr.clone(), limit, next_id: 1 })
     }
 
-    /// Sends one request and decodes its response with kafka-protocol (for tests and tools).
-    pub async fn call<Req: Encodable, Resp: Decodable + HeaderVersion>(
-        &mut self,
-        key: ApiKey,
-        version: i16,
-        request: &Req,
-    ) -> Result<Resp, UpstreamError> {
-        let frame = self.call_raw(key, version, request).await?;
-        let protocol = |reason: String| UpstreamError::Protocol { addr: self.addr.to_string(), reason };
-        let mut body = frame.slice(SIZE_LEN..);
-        ResponseHeader::decode(&mut body, Resp::header_version(version)).map_err(|e| protocol(format!("{e:#}")))?;
-        Resp::decode(&mut body, version)
-            .map_err(|e| protocol(format!("{} v{version}: {e:#}", rewrite::api_name(key as i16))))
-    }
-
     /// Sends one request and returns its response frame (size prefix included), after checking
     /// the correlation id.
     pub async fn call_raw<Req: Encodable>(
@@ -157,7 +267,7 @@ impl Connection {
         version: i16,
         request: &Req,
     ) -> Result<Bytes, UpstreamError> {
-        let protocol = |reason: String| UpstreamError::Protocol { addr: self.addr.to_string(), reason };
+        let protocol = |source| UpstreamError::Protocol { addr: self.addr.clone(), source };
         let correlation_id = self.next_id;
         self.next_id += 1;
         let header = RequestHeader::default()
@@ -167,8 +277,8 @@ impl Connection {
             .with_client_id(Some(StrBytes::from_static_str(CLIENT_ID)));
         let mut out = BytesMut::new();
         out.put_i32(0);
-        header.encode(&mut out, key.request_header_version(version)).map_err(|e| protocol(format!("{e:#}")))?;
-        request.encode(&mut out, version).map_err(|e| protocol(format!("{e:#}")))?;
+        header.encode(&mut out, key.request_header_version(version)).map_err(|e| protocol(ProtocolError::Encode(e)))?;
+        request.encode(&mut out, version).map_err(|e| protocol(ProtocolError::Encode(e)))?;
         let size = (out.len() - SIZE_LEN) as i32;
         out[..SIZE_LEN].copy_from_slice(&size.to_be_bytes());
 
@@ -177,7 +287,7 @@ impl Connection {
             let size = self.stream.read_i32().await?;
             let len = usize::try_from(size).ok().filter(|&l| (4..=MAX_OWN_RESPONSE).contains(&l));
             let Some(len) = len else {
-                return Ok(Err(format!("response size {size}")));
+                return Ok(Err(ProtocolError::Size(size)));
             };
             let mut frame = vec![0; SIZE_LEN + len];
             frame[..SIZE_LEN].copy_from_slice(&size.to_be_bytes());
@@ -185,15 +295,33 @@ impl Connection {
             Ok::<_, std::io::Error>(Ok(Bytes::from(frame)))
         };
         let frame = match timeout(self.limit, exchange).await {
-            Err(_) => return Err(UpstreamError::Timeout { addr: self.addr.to_string(), timeout: self.limit }),
-            Ok(Err(source)) => return Err(UpstreamError::Io { addr: self.addr.to_string(), source }),
-            Ok(Ok(Err(reason))) => return Err(protocol(reason)),
+            Err(_) => return Err(UpstreamError::Timeout { addr: self.addr.clone(), timeout: self.limit }),
+            Ok(Err(source)) => return Err(UpstreamError::Io { addr: self.addr.clone(), source }),
+            Ok(Ok(Err(e))) => return Err(protocol(e)),
             Ok(Ok(Ok(frame))) => frame,
         };
         let got = i32::from_be_bytes(frame[SIZE_LEN..SIZE_LEN + 4].try_into().expect("4 bytes"));
         if got != correlation_id {
-            return Err(protocol(format!("correlation id {got}, expected {correlation_id}")));
+            return Err(protocol(ProtocolError::Correlation { got, expected: correlation_id }));
         }
         Ok(frame)
+    }
+
+    /// Sends one request and decodes its response with kafka-protocol, for tests.
+    #[cfg(feature = "testing")]
+    pub async fn call<
+        Req: Encodable,
+        Resp: kafka_protocol::protocol::Decodable + kafka_protocol::protocol::HeaderVersion,
+    >(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        request: &Req,
+    ) -> anyhow::Result<Resp> {
+        use kafka_protocol::protocol::Decodable;
+        let frame = self.call_raw(key, version, request).await?;
+        let mut body = frame.slice(SIZE_LEN..);
+        kafka_protocol::messages::ResponseHeader::decode(&mut body, Resp::header_version(version))?;
+        Resp::decode(&mut body, version)
     }
 }

@@ -159,7 +159,7 @@ async fn run_serves_logs_bad_frames_and_stops_on_sigterm() {
     assert_eq!(open_files[3], open_files[4], "soft open-file limit raised to the hard one: {limits}");
     assert_ne!(open_files[3], "256", "{limits}");
 
-    let addr = kafka_gateway::config::HostPort { host: "127.0.0.1".into(), port: base };
+    let addr = kafka_gateway::broker::HostPort { host: "127.0.0.1".into(), port: base };
     let mut conn = Connection::open(&addr, Duration::from_secs(5)).await.unwrap();
     let metadata: MetadataResponse =
         conn.call(ApiKey::Metadata, 12, &MetadataRequest::default().with_topics(Some(vec![]))).await.unwrap();

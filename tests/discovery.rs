@@ -6,9 +6,9 @@ mod support;
 
 use std::time::Duration;
 
-use kafka_gateway::config::HostPort;
-use kafka_gateway::gateway::Target;
+use kafka_gateway::broker::HostPort;
 use kafka_gateway::upstream::Connection;
+use kafka_gateway::upstream::Target;
 use kafka_gateway::{Config, Gateway};
 use kafka_protocol::messages::*;
 use support::*;

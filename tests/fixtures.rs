@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use kafka_gateway::Config;
-use kafka_gateway::config::HostPort;
+use kafka_gateway::broker::HostPort;
 use kafka_gateway::fixture::{self, Case, Expect};
 use kafka_gateway::upstream::Connection;
 use kafka_protocol::messages::{ApiKey, FindCoordinatorRequest, MetadataRequest, MetadataResponse};

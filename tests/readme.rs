@@ -2,7 +2,6 @@
 //! configuration reference is a valid configuration.
 
 use kafka_gateway::Config;
-use kafka_gateway::topology::advertised_address;
 
 fn readme() -> String {
     std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap()
@@ -18,12 +17,7 @@ fn block(first_line: &str) -> String {
 
 fn names(recipe: &str, racks: [&str; 3]) -> Vec<String> {
     let config = Config::from_toml(&block(&format!("# recipe: {recipe}"))).unwrap();
-    (1..=3)
-        .map(|n| {
-            let a = advertised_address(&config.groups[0], n, Some(racks[n as usize - 1])).unwrap();
-            format!("{}:{}", a.host, a.port)
-        })
-        .collect()
+    (1..=3).map(|n| config.groups[0].advertised(n, Some(racks[n as usize - 1])).unwrap().to_string()).collect()
 }
 
 const RACKS: [&str; 3] = ["us-west-2a", "us-west-2c", "us-west-2b"];

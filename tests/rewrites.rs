@@ -8,7 +8,7 @@ mod support;
 
 use std::time::Duration;
 
-use kafka_gateway::config::HostPort;
+use kafka_gateway::broker::HostPort;
 use kafka_gateway::rewrite::api_versions::{UNSUPPORTED_VERSION, limit};
 use kafka_gateway::upstream::Connection;
 use kafka_protocol::messages::*;

@@ -13,9 +13,8 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::Message;
 
-use super::walk::{Cursor, Splice, malformed, put_array_len, put_uvarint};
-use super::{Response, RewriteError, encode};
-use crate::frame::SIZE_LEN;
+use super::{Fault, Patch, Response, RewriteError, Rewritten, encode};
+use crate::wire::{self, Cursor, SIZE_LEN, put_array_len, put_uvarint};
 
 /// UNSUPPORTED_VERSION.
 pub const UNSUPPORTED_VERSION: i16 = 35;
@@ -116,7 +115,7 @@ pub fn limit(api_keys: &mut Vec<ApiVersion>) {
     });
 }
 
-const NAME: &str = "ApiVersions";
+pub(super) const NAME: &str = "ApiVersions";
 
 /// One `api_keys[]` entry as it stands in the frame: key, min, max, and its tagged fields.
 type Entry = (i16, i16, i16, std::ops::Range<usize>);
@@ -128,20 +127,21 @@ fn is_kip_511(frame: &[u8]) -> bool {
 }
 
 /// Walks `api_keys[]`: where it starts, its entries, and the cursor after it.
-fn walk(frame: &[u8], flexible: bool) -> Option<(usize, Vec<Entry>, Cursor<'_>)> {
-    let mut c = Cursor::after_header(frame, 0)?;
-    c.skip(2)?; // error_code
-    let start = c.pos;
+fn walk(frame: &[u8], flexible: bool) -> wire::Result<(usize, Vec<Entry>, Cursor<'_>)> {
+    let mut c = Cursor::after_response_header(frame, 0)?;
+    c.skip(2, "error_code")?;
+    let start = c.pos();
     let mut entries = Vec::new();
-    for _ in 0..c.array_len(flexible)? {
-        let (key, min, max) = (c.i16()?, c.i16()?, c.i16()?);
-        let tags_at = c.pos;
+    for _ in 0..c.array_len(flexible, "api_keys")? {
+        let (key, min, max) =
+            (c.i16("api_keys.api_key")?, c.i16("api_keys.min_version")?, c.i16("api_keys.max_version")?);
+        let tags_at = c.pos();
         if flexible {
-            c.skip_tags()?;
+            c.skip_tags("api_keys tagged fields")?;
         }
-        entries.push((key, min, max, tags_at..c.pos));
+        entries.push((key, min, max, tags_at..c.pos()));
     }
-    Some((start, entries, c))
+    Ok((start, entries, c))
 }
 
 /// An API key with the lowest and highest version a broker supports.
@@ -150,25 +150,30 @@ pub type Range = (i16, i16, i16);
 /// The error code and (key, min, max) entries of an answer, for the gateway's own client.
 pub fn read(frame: &[u8], version: i16) -> Result<(i16, Vec<Range>), RewriteError> {
     let kip_511 = is_kip_511(frame);
-    let (_, entries, _) =
-        walk(frame, !kip_511 && version >= 3).ok_or_else(|| malformed(NAME, version, "truncated api_keys"))?;
+    let (_, entries, _) = walk(frame, !kip_511 && version >= 3).map_err(|source| RewriteError::Malformed {
+        api: NAME,
+        version,
+        source,
+    })?;
     let error_code =
         if kip_511 { UNSUPPORTED_VERSION } else { i16::from_be_bytes([frame[SIZE_LEN + 4], frame[SIZE_LEN + 5]]) };
     Ok((error_code, entries.into_iter().map(|(k, min, max, _)| (k, min, max)).collect()))
 }
 
 /// Edits the `api_keys[]` of an answer in place; what follows the array passes as it was.
-pub(super) fn rewrite(version: i16, frame: Bytes) -> Result<Bytes, RewriteError> {
-    let kip_511 = is_kip_511(&frame);
+pub(super) fn rewrite(version: i16, frame: &Bytes) -> Result<Rewritten<'static>, Fault> {
+    let kip_511 = is_kip_511(frame);
     let flexible = !kip_511 && version >= 3;
-    let Some((start, entries, c)) = walk(&frame, flexible) else {
+    let (start, entries, c) = match walk(frame, flexible) {
+        Ok(walked) => walked,
         // KIP-511 says v0 layout. Some brokers (librdkafka's mock cluster) send another; clients
         // only read the error code and retry lower, so such an answer passes as it came: it names
         // no broker, and the retry's answer is edited as usual.
-        return if kip_511 { Ok(frame) } else { Err(malformed(NAME, version, "truncated api_keys")) };
+        Err(_) if kip_511 => return Ok(Rewritten::unchanged(frame)),
+        Err(e) => return Err(e.into()),
     };
     if kip_511 && !c.is_at_end() {
-        return Ok(frame); // the same, for a foreign layout that happened to parse
+        return Ok(Rewritten::unchanged(frame)); // the same, for a foreign layout that happened to parse
     }
     let kept: Vec<_> = entries
         .iter()
@@ -176,18 +181,14 @@ pub(super) fn rewrite(version: i16, frame: Bytes) -> Result<Bytes, RewriteError>
         .collect();
     let entries_changed =
         kept.len() != entries.len() || kept.iter().zip(&entries).any(|(k, e)| (k.1, k.2) != (e.1, e.2));
-    let tail = if flexible {
-        canonical_tags(&frame, c.pos).ok_or_else(|| malformed(NAME, version, "truncated tagged fields"))?
-    } else {
-        None
-    };
+    let tail = if flexible { canonical_tags(frame, c.pos())? } else { None };
     if !entries_changed && tail.is_none() {
-        return Ok(frame);
+        return Ok(Rewritten::unchanged(frame));
     }
-    let mut splice = Splice::copying(&frame, start);
-    put_array_len(splice.out(), kept.len(), flexible);
+    let mut patch = Patch::copying(frame, start);
+    put_array_len(patch.out(), kept.len(), flexible);
     for (key, min, max, tags) in kept {
-        let out = splice.out();
+        let out = patch.out();
         out.put_i16(key);
         out.put_i16(min);
         out.put_i16(max);
@@ -195,12 +196,12 @@ pub(super) fn rewrite(version: i16, frame: Bytes) -> Result<Bytes, RewriteError>
     }
     let rest_at = match tail {
         Some((head, rest_at)) => {
-            splice.out().put_slice(&head);
+            patch.out().put_slice(&head);
             rest_at
         }
-        None => c.pos,
+        None => c.pos(),
     };
-    Ok(splice.finish(&frame, rest_at, NAME, version)?.to_bytes())
+    patch.finish(frame, rest_at, Vec::new())
 }
 
 /// The default values of ApiVersions' tagged fields, as sent: SupportedFeatures (0) and
@@ -212,17 +213,17 @@ const DEFAULT_TAGS: [(u32, &[u8]); 4] = [(0, &[1]), (1, &[0xff; 8]), (2, &[1]), 
 /// against Kafka). An answer the gateway edits anyway goes out in Kafka's form: `Some` with the
 /// throttle time and the remaining tags, and where the original continues, when a default-valued
 /// tag was dropped; `None` when there was none.
-fn canonical_tags(frame: &[u8], at: usize) -> Option<Option<(BytesMut, usize)>> {
+fn canonical_tags(frame: &[u8], at: usize) -> wire::Result<Option<(BytesMut, usize)>> {
     let mut c = Cursor::at(frame, at);
-    c.skip(4)?; // throttle_time_ms
+    c.skip(4, "throttle_time_ms")?;
     let mut kept = Vec::new();
     let mut dropped = false;
-    for _ in 0..c.uvarint()? {
-        let tag = c.uvarint()?;
-        let len = c.uvarint()? as usize;
-        let data_at = c.pos;
-        c.skip(len)?;
-        let data = &frame[data_at..c.pos];
+    for _ in 0..c.uvarint("tagged fields")? {
+        let tag = c.uvarint("tagged fields")?;
+        let len = c.uvarint("tagged fields")? as usize;
+        let data_at = c.pos();
+        c.skip(len, "tagged fields")?;
+        let data = &frame[data_at..c.pos()];
         if DEFAULT_TAGS.iter().any(|(t, d)| *t == tag && *d == data) {
             dropped = true;
         } else {
@@ -230,7 +231,7 @@ fn canonical_tags(frame: &[u8], at: usize) -> Option<Option<(BytesMut, usize)>> 
         }
     }
     if !dropped {
-        return Some(None);
+        return Ok(None);
     }
     let mut out = BytesMut::new();
     out.put_slice(&frame[at..at + 4]);
@@ -240,7 +241,7 @@ fn canonical_tags(frame: &[u8], at: usize) -> Option<Option<(BytesMut, usize)>> 
         put_uvarint(&mut out, data.len() as u32);
         out.put_slice(data);
     }
-    Some(Some((out, c.pos)))
+    Ok(Some((out, c.pos())))
 }
 
 /// The KIP-511 answer to an ApiVersions request newer than the gateway can edit: error 35 in the v0

@@ -8,10 +8,10 @@ use bytes::{BufMut, Bytes};
 use kafka_protocol::messages::DescribeConfigsResponse;
 use kafka_protocol::protocol::HeaderVersion;
 
-use super::walk::{Cursor, Splice, malformed};
-use super::{Response, RewriteError, Rewritten};
+use super::{Fault, Patch, Response, Rewritten};
+use crate::wire::Cursor;
 
-const NAME: &str = "DescribeConfigs";
+pub(super) const NAME: &str = "DescribeConfigs";
 
 impl Response for DescribeConfigsResponse {
     const NAME: &'static str = NAME;
@@ -47,82 +47,80 @@ pub fn redact(response: &mut DescribeConfigsResponse) {
     }
 }
 
-pub(super) fn rewrite(version: i16, frame: Bytes) -> Result<Rewritten, RewriteError> {
-    let bad = |what| malformed(NAME, version, what);
+pub(super) fn rewrite(version: i16, frame: &Bytes) -> Result<Rewritten<'static>, Fault> {
     let flexible = version >= 4;
     let null: &[u8] = if flexible { &[0] } else { &[0xff, 0xff] };
-    let mut c = Cursor::after_header(&frame, DescribeConfigsResponse::header_version(version))
-        .ok_or_else(|| bad("truncated header"))?;
-    c.skip(4).ok_or_else(|| bad("truncated throttle_time_ms"))?;
-    let mut edits = Edits { frame: &frame, splice: None, done: 0 };
-    for _ in 0..c.array_len(flexible).ok_or_else(|| bad("truncated results"))? {
-        c.skip(2).ok_or_else(|| bad("truncated error_code"))?;
-        c.nullable_string(flexible).ok_or_else(|| bad("truncated error_message"))?;
-        c.skip(1).ok_or_else(|| bad("truncated resource_type"))?;
-        c.string(flexible).ok_or_else(|| bad("truncated resource_name"))?;
-        for _ in 0..c.array_len(flexible).ok_or_else(|| bad("truncated configs"))? {
-            let hosts = names_hosts(c.string(flexible).ok_or_else(|| bad("truncated config name"))?);
-            let value_at = c.pos;
-            let value = c.nullable_string(flexible).ok_or_else(|| bad("truncated config value"))?;
-            let value_end = c.pos;
+    let mut c = Cursor::after_response_header(frame, DescribeConfigsResponse::header_version(version))?;
+    c.skip(4, "throttle_time_ms")?;
+    let mut edits = Edits { frame, patch: None, done: 0 };
+    for _ in 0..c.array_len(flexible, "results")? {
+        c.skip(2, "results.error_code")?;
+        c.nullable_string(flexible, "results.error_message")?;
+        c.skip(1, "results.resource_type")?;
+        c.string(flexible, "results.resource_name")?;
+        for _ in 0..c.array_len(flexible, "configs")? {
+            let hosts = names_hosts(c.string(flexible, "configs.name")?);
+            let value_at = c.pos();
+            let value = c.nullable_string(flexible, "configs.value")?;
+            let value_end = c.pos();
             // read_only, then is_default (v0) or config_source (v1+), then is_sensitive.
-            c.skip(2).ok_or_else(|| bad("truncated config flags"))?;
-            let sensitive_at = c.pos;
-            c.skip(1).ok_or_else(|| bad("truncated is_sensitive"))?;
+            c.skip(2, "configs.read_only")?;
+            let sensitive_at = c.pos();
+            c.skip(1, "configs.is_sensitive")?;
             if hosts {
                 if value.is_some() {
                     edits.replace(value_at, value_end, null);
                 }
-                edits.replace(sensitive_at, c.pos, &[1]);
+                edits.replace(sensitive_at, c.pos(), &[1]);
             }
             if version >= 1 {
-                for _ in 0..c.array_len(flexible).ok_or_else(|| bad("truncated synonyms"))? {
-                    let hosts = names_hosts(c.string(flexible).ok_or_else(|| bad("truncated synonym name"))?);
-                    let value_at = c.pos;
-                    let value = c.nullable_string(flexible).ok_or_else(|| bad("truncated synonym value"))?;
+                for _ in 0..c.array_len(flexible, "synonyms")? {
+                    let hosts = names_hosts(c.string(flexible, "synonyms.name")?);
+                    let value_at = c.pos();
+                    let value = c.nullable_string(flexible, "synonyms.value")?;
                     if hosts && value.is_some() {
-                        edits.replace(value_at, c.pos, null);
+                        edits.replace(value_at, c.pos(), null);
                     }
-                    c.skip(1).ok_or_else(|| bad("truncated synonym source"))?;
+                    c.skip(1, "synonyms.source")?;
                     if flexible {
-                        c.skip_tags().ok_or_else(|| bad("truncated synonym tags"))?;
+                        c.skip_tags("synonyms tagged fields")?;
                     }
                 }
             }
             if version >= 3 {
-                c.skip(1).ok_or_else(|| bad("truncated config_type"))?;
-                c.nullable_string(flexible).ok_or_else(|| bad("truncated documentation"))?;
+                c.skip(1, "configs.config_type")?;
+                c.nullable_string(flexible, "configs.documentation")?;
             }
             if flexible {
-                c.skip_tags().ok_or_else(|| bad("truncated config tags"))?;
+                c.skip_tags("configs tagged fields")?;
             }
         }
         if flexible {
-            c.skip_tags().ok_or_else(|| bad("truncated result tags"))?;
+            c.skip_tags("results tagged fields")?;
         }
     }
-    match edits.splice {
-        None => Ok(Rewritten::from(frame)),
-        Some(splice) => splice.finish(&frame, edits.done, NAME, version),
+    match edits.patch {
+        None => Ok(Rewritten::unchanged(frame)),
+        Some(patch) => patch.finish(frame, edits.done, Vec::new()),
     }
 }
 
 /// Replacements of byte ranges in a frame, in order; nothing is copied until the first one.
 struct Edits<'a> {
     frame: &'a Bytes,
-    splice: Option<Splice>,
+    patch: Option<Patch>,
     /// The end of the last range replaced: the original bytes from here on are still to come.
     done: usize,
 }
 
 impl Edits<'_> {
     fn replace(&mut self, from: usize, to: usize, with: &[u8]) {
-        let out = match &mut self.splice {
-            Some(splice) => {
-                splice.out().put_slice(&self.frame[self.done..from]);
-                splice.out()
+        let out = match &mut self.patch {
+            Some(patch) => {
+                patch.out().put_slice(&self.frame[self.done..from]);
+                patch.out()
             }
-            None => self.splice.insert(Splice::copying(self.frame, from)).out(),
+            None => self.patch.insert(Patch::copying(self.frame, from)).out(),
         };
         out.put_slice(with);
         self.done = to;

@@ -7,68 +7,69 @@ use bytes::{BufMut, Bytes};
 use kafka_protocol::messages::FindCoordinatorResponse;
 use kafka_protocol::protocol::HeaderVersion;
 
-use super::walk::{Cursor, Splice, malformed, put_array_len, put_string};
-use super::{Advertise, Named, Rack, Response, RewriteError, Rewritten};
+use super::{Fault, Patch, Response, Rewritten};
+use crate::broker::{Advertise, Named, Rack};
+use crate::wire::{Cursor, put_array_len, put_string};
 
-const NAME: &str = "FindCoordinator";
+pub(super) const NAME: &str = "FindCoordinator";
 
 impl Response for FindCoordinatorResponse {
     const NAME: &'static str = NAME;
 }
 
-pub(super) fn rewrite(version: i16, frame: Bytes, adv: &dyn Advertise) -> Result<Rewritten, RewriteError> {
-    let bad = |what| malformed(NAME, version, what);
+pub(super) fn rewrite<'f>(version: i16, frame: &'f Bytes, names: &dyn Advertise) -> Result<Rewritten<'f>, Fault> {
     let flexible = version >= 3;
-    let mut c = Cursor::after_header(&frame, FindCoordinatorResponse::header_version(version))
-        .ok_or_else(|| bad("truncated header"))?;
+    let mut c = Cursor::after_response_header(frame, FindCoordinatorResponse::header_version(version))?;
     if version >= 1 {
-        c.skip(4).ok_or_else(|| bad("truncated throttle_time_ms"))?;
+        c.skip(4, "throttle_time_ms")?;
     }
     if version < 4 {
-        let error_code = c.i16().ok_or_else(|| bad("truncated error_code"))?;
+        let error_code = c.i16("error_code")?;
         if version >= 1 {
-            c.nullable_string(flexible).ok_or_else(|| bad("truncated error_message"))?;
+            c.nullable_string(flexible, "error_message")?;
         }
-        let node_id = c.i32().ok_or_else(|| bad("truncated node_id"))?;
-        let host_at = c.pos;
-        let (host, port) = (c.string(flexible), c.i32());
-        let (Some(host), Some(port)) = (host, port) else { return Err(bad("truncated host/port")) };
+        let node_id = c.i32("node_id")?;
+        let host_at = c.pos();
+        let host = c.string(flexible, "host")?;
+        let port = c.i32("port")?;
         if error_code != 0 || node_id < 0 {
-            return Ok(Rewritten::from(frame));
+            return Ok(Rewritten::unchanged(frame));
         }
-        let a = adv.advertise(Named { node_id, host, port, rack: Rack::Unreported })?;
-        let mut splice = Splice::copying(&frame, host_at);
-        put_string(splice.out(), &a.host, flexible);
-        splice.out().put_i32(i32::from(a.port));
-        return splice.finish(&frame, c.pos, NAME, version);
+        let coordinator = Named { node_id, host, port, rack: Rack::Unreported };
+        let advertised = names.advertise(&coordinator)?;
+        let mut patch = Patch::copying(frame, host_at);
+        put_string(patch.out(), &advertised.host, flexible);
+        patch.out().put_i32(i32::from(advertised.port));
+        return patch.finish(frame, c.pos(), vec![coordinator]);
     }
-    let start = c.pos;
-    let count = c.compact_len().ok_or_else(|| bad("truncated coordinators"))?;
-    let mut splice = Splice::copying(&frame, start);
-    put_array_len(splice.out(), count, true);
+    let start = c.pos();
+    let count = c.compact_len("coordinators")?;
+    let mut patch = Patch::copying(frame, start);
+    put_array_len(patch.out(), count, true);
+    let mut named = Vec::new();
     for _ in 0..count {
-        let key_at = c.pos;
-        c.skip_compact().ok_or_else(|| bad("truncated key"))?;
-        let node_id = c.i32().ok_or_else(|| bad("truncated node_id"))?;
-        let host_at = c.pos;
-        let (host, port) = (c.string(true), c.i32());
-        let (Some(host), Some(port)) = (host, port) else { return Err(bad("truncated host/port")) };
-        let after_port = c.pos;
+        let key_at = c.pos();
+        c.skip_compact("coordinators.key")?;
+        let node_id = c.i32("coordinators.node_id")?;
+        let host_at = c.pos();
+        let host = c.string(true, "coordinators.host")?;
+        let port = c.i32("coordinators.port")?;
+        let after_port = c.pos();
         // error_code comes after the address: read the whole entry before deciding.
-        let error_code = c.i16().ok_or_else(|| bad("truncated error_code"))?;
-        c.nullable_string(true).ok_or_else(|| bad("truncated error_message"))?;
-        c.skip_tags().ok_or_else(|| bad("truncated tags"))?;
-        let out = splice.out();
-        out.put_slice(&frame[key_at..host_at]);
+        let error_code = c.i16("coordinators.error_code")?;
+        c.nullable_string(true, "coordinators.error_message")?;
+        c.skip_tags("coordinators tagged fields")?;
+        patch.out().put_slice(&frame[key_at..host_at]);
         if error_code == 0 && node_id >= 0 {
-            let a = adv.advertise(Named { node_id, host, port, rack: Rack::Unreported })?;
-            let out = splice.out();
-            put_string(out, &a.host, true);
-            out.put_i32(i32::from(a.port));
+            let coordinator = Named { node_id, host, port, rack: Rack::Unreported };
+            let advertised = names.advertise(&coordinator)?;
+            put_string(patch.out(), &advertised.host, true);
+            patch.out().put_i32(i32::from(advertised.port));
+            named.push(coordinator);
         } else {
-            out.put_slice(&frame[host_at..after_port]);
+            patch.out().put_slice(&frame[host_at..after_port]);
         }
-        splice.out().put_slice(&frame[after_port..c.pos]);
+        patch.out().put_slice(&frame[after_port..c.pos()]);
     }
-    splice.finish(&frame, c.pos, NAME, version)
+    patch.finish(frame, c.pos(), named)
 }

@@ -13,14 +13,13 @@ mod fetch;
 mod find_coordinator;
 pub mod metadata;
 mod produce;
-mod walk;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 
-use crate::frame::SIZE_LEN;
-use crate::topology::AdvertiseError;
+use crate::broker::{Advertise, NameError, Named, Rack};
+use crate::wire::{SIZE_LEN, WireError};
 
 /// The response families the gateway rewrites.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -85,106 +84,133 @@ pub fn plan(api_key: i16, api_version: i16) -> Result<Action, Refused> {
     })
 }
 
-/// What a response says about a broker's rack.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rack<'a> {
-    /// The response has no rack field (Metadata v0, FindCoordinator): use what is known.
-    Unreported,
-    /// The response reports the rack, possibly none.
-    Reported(Option<&'a str>),
-}
-
-/// A broker as a response names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Named<'a> {
-    pub node_id: i32,
-    pub host: &'a str,
-    pub port: i32,
-    pub rack: Rack<'a>,
-}
-
-/// A broker's address as the remote client must see it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Advertised {
-    pub host: String,
-    pub port: u16,
-}
-
-/// Turns brokers named in responses into their advertised addresses. The gateway's implementation
-/// also records the upstream address and opens the broker's listener before answering; replay and
-/// tests use pure ones.
-pub trait Advertise {
-    fn advertise(&self, broker: Named<'_>) -> Result<Advertised, AdvertiseError>;
-
-    /// The racks known for brokers whose responses carry none (node id → rack), for recording.
-    fn racks(&self) -> std::collections::BTreeMap<i32, String> {
-        Default::default()
-    }
-}
-
 /// A response the gateway could not rewrite; the client's connection is closed rather than let an
 /// upstream address through.
 #[derive(Debug, thiserror::Error)]
 pub enum RewriteError {
-    #[error("cannot decode {api} v{version} response: {source:#}")]
-    Decode { api: &'static str, version: i16, source: anyhow::Error },
-    #[error("cannot encode {api} v{version} response: {source:#}")]
-    Encode { api: &'static str, version: i16, source: anyhow::Error },
-    #[error(transparent)]
-    Advertise(#[from] AdvertiseError),
+    /// The broker's answer does not follow the schema.
+    #[error("malformed {api} v{version} response: {source}")]
+    Malformed { api: &'static str, version: i16, source: WireError },
+    /// The answer names a broker the listener group cannot name.
+    #[error("{api} v{version} response: {source}")]
+    Name { api: &'static str, version: i16, source: NameError },
+    #[error("the rewritten {api} v{version} response would exceed 2 GiB")]
+    TooLarge { api: &'static str, version: i16 },
 }
 
-/// A rewritten frame, in pieces written one after the other, so that large unchanged parts (the
-/// records of a Fetch response) are passed on without being copied.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rewritten(Vec<Bytes>);
+/// What stops a walk, before the dispatch says which API and version it was walking.
+enum Fault {
+    Wire(WireError),
+    Name(NameError),
+    TooLarge,
+}
 
-impl Rewritten {
-    pub fn pieces(&self) -> &[Bytes] {
-        &self.0
+impl From<WireError> for Fault {
+    fn from(e: WireError) -> Self {
+        Fault::Wire(e)
+    }
+}
+
+impl From<NameError> for Fault {
+    fn from(e: NameError) -> Self {
+        Fault::Name(e)
+    }
+}
+
+impl Fault {
+    fn at(self, api: &'static str, version: i16) -> RewriteError {
+        match self {
+            Fault::Wire(source) => RewriteError::Malformed { api, version, source },
+            Fault::Name(source) => RewriteError::Name { api, version, source },
+            Fault::TooLarge => RewriteError::TooLarge { api, version },
+        }
+    }
+}
+
+/// A rewritten response: the frame to send, in pieces written one after the other, so that large
+/// unchanged parts (the records of a Fetch answer) pass without being copied, and every broker the
+/// broker's answer named, as it named them: what the gateway learns before the client reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rewritten<'f> {
+    pub pieces: Vec<Bytes>,
+    pub named: Vec<Named<'f>>,
+}
+
+impl<'f> Rewritten<'f> {
+    /// The same frame, naming no broker.
+    fn unchanged(frame: &Bytes) -> Self {
+        Self { pieces: vec![frame.clone()], named: Vec::new() }
     }
 
     /// The whole frame in one buffer (for tests and tools; the gateway writes the pieces).
     pub fn to_bytes(&self) -> Bytes {
-        match self.0.as_slice() {
+        match self.pieces.as_slice() {
             [one] => one.clone(),
             pieces => pieces.concat().into(),
         }
     }
 }
 
-impl From<Bytes> for Rewritten {
-    fn from(frame: Bytes) -> Self {
-        Self(vec![frame])
-    }
-}
-
-impl From<Vec<Bytes>> for Rewritten {
-    fn from(pieces: Vec<Bytes>) -> Self {
-        Self(pieces)
-    }
-}
-
 /// Rewrites one whole response frame (size prefix included) answering a request of `version`.
-pub fn rewrite(kind: Rewrite, version: i16, frame: Bytes, adv: &dyn Advertise) -> Result<Rewritten, RewriteError> {
-    match kind {
-        Rewrite::ApiVersions => api_versions::rewrite(version, frame).map(Rewritten::from),
-        Rewrite::Metadata => metadata::rewrite(version, frame, adv),
-        Rewrite::FindCoordinator => find_coordinator::rewrite(version, frame, adv),
-        Rewrite::DescribeCluster => describe_cluster::rewrite(version, frame, adv),
-        Rewrite::DescribeConfigs => describe_configs::rewrite(version, frame),
-        Rewrite::Produce => produce::rewrite(version, frame, adv),
-        Rewrite::Fetch => fetch::rewrite(version, frame, adv),
+/// Pure: it names brokers through `names` and opens nothing.
+pub fn rewrite<'f>(
+    kind: Rewrite,
+    version: i16,
+    frame: &'f Bytes,
+    names: &dyn Advertise,
+) -> Result<Rewritten<'f>, RewriteError> {
+    let (api, result) = match kind {
+        Rewrite::ApiVersions => (api_versions::NAME, api_versions::rewrite(version, frame)),
+        Rewrite::Metadata => (metadata::NAME, metadata::rewrite(version, frame, names)),
+        Rewrite::FindCoordinator => (find_coordinator::NAME, find_coordinator::rewrite(version, frame, names)),
+        Rewrite::DescribeCluster => (describe_cluster::NAME, describe_cluster::rewrite(version, frame, names)),
+        Rewrite::DescribeConfigs => (describe_configs::NAME, describe_configs::rewrite(version, frame)),
+        Rewrite::Produce => (produce::NAME, produce::rewrite(version, frame, names)),
+        Rewrite::Fetch => (fetch::NAME, fetch::rewrite(version, frame, names)),
+    };
+    result.map_err(|fault| fault.at(api, version))
+}
+
+/// A rewritten frame being built: a re-emitted head, then the rest of the original frame as the
+/// same memory.
+struct Patch {
+    head: BytesMut,
+}
+
+impl Patch {
+    /// Starts with a placeholder for the size and the original bytes from after the size up to `pos`.
+    fn copying(frame: &[u8], pos: usize) -> Self {
+        let mut head = BytesMut::with_capacity(pos + 256);
+        head.put_i32(0);
+        head.put_slice(&frame[SIZE_LEN..pos]);
+        Self { head }
+    }
+
+    fn out(&mut self) -> &mut BytesMut {
+        &mut self.head
+    }
+
+    /// Ends with `frame[from..]` as it was, and sets the size.
+    fn finish<'f>(mut self, frame: &Bytes, from: usize, named: Vec<Named<'f>>) -> Result<Rewritten<'f>, Fault> {
+        let rest = frame.slice(from..);
+        let size = i32::try_from(self.head.len() - SIZE_LEN + rest.len()).map_err(|_| Fault::TooLarge)?;
+        self.head[..SIZE_LEN].copy_from_slice(&size.to_be_bytes());
+        let mut pieces = vec![self.head.freeze()];
+        if !rest.is_empty() {
+            pieces.push(rest);
+        }
+        Ok(Rewritten { pieces, named })
     }
 }
 
 /// A response message the gateway rewrites, decoded and encoded whole only by tests and tools
-/// (the gateway itself walks frames: see walk.rs).
+/// (the gateway itself walks frames with [`crate::wire::Cursor`]).
 pub trait Response: Decodable + Encodable + HeaderVersion {
     const NAME: &'static str;
 }
 
 /// A decoded response frame.
+#[cfg(any(test, feature = "testing"))]
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decoded<M> {
     pub header: ResponseHeader,
@@ -195,97 +221,70 @@ pub struct Decoded<M> {
     pub trailing: Bytes,
 }
 
-/// Decodes a whole response frame (size prefix included).
-pub fn decode<M: Response>(frame: Bytes, version: i16) -> Result<Decoded<M>, RewriteError> {
-    let decode_err = |source| RewriteError::Decode { api: M::NAME, version, source };
+/// Decodes a whole response frame (size prefix included), for tests.
+#[cfg(any(test, feature = "testing"))]
+pub fn decode<M: Response>(frame: Bytes, version: i16) -> anyhow::Result<Decoded<M>> {
     let mut body = frame.slice(SIZE_LEN.min(frame.len())..);
-    let header = ResponseHeader::decode(&mut body, M::header_version(version)).map_err(decode_err)?;
-    let message = M::decode(&mut body, version).map_err(decode_err)?;
+    let header = ResponseHeader::decode(&mut body, M::header_version(version))?;
+    let message = M::decode(&mut body, version)?;
     Ok(Decoded { header, message, trailing: body })
 }
 
-/// Encodes a response frame with its size prefix, then `trailing` as it is.
+/// Encodes a response frame with its size prefix, then `trailing` as it is (the gateway's own
+/// KIP-511 answer, tests and tools).
 pub fn encode<M: Response>(
     header: &ResponseHeader,
     message: &M,
     version: i16,
     trailing: &[u8],
-) -> Result<BytesMut, RewriteError> {
-    let encode_err = |source| RewriteError::Encode { api: M::NAME, version, source };
+) -> anyhow::Result<BytesMut> {
     let header_version = M::header_version(version);
-    let size = header.compute_size(header_version).map_err(encode_err)?
-        + message.compute_size(version).map_err(encode_err)?
-        + trailing.len();
+    let size = header.compute_size(header_version)? + message.compute_size(version)? + trailing.len();
     let mut out = BytesMut::with_capacity(SIZE_LEN + size);
-    out.put_i32(i32::try_from(size).map_err(|e| encode_err(e.into()))?);
-    header.encode(&mut out, header_version).map_err(encode_err)?;
-    message.encode(&mut out, version).map_err(encode_err)?;
+    out.put_i32(i32::try_from(size)?);
+    header.encode(&mut out, header_version)?;
+    message.encode(&mut out, version)?;
     out.put_slice(trailing);
     Ok(out)
 }
 
-/// A broker address as it stands in a decoded response.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Address {
-    pub node_id: i32,
-    pub host: String,
-    pub port: i32,
-    /// `None` when the response has no rack field (FindCoordinator, Metadata v0).
-    pub rack: Option<Option<String>>,
-}
-
-impl Address {
-    pub fn named(&self) -> Named<'_> {
-        let rack = match &self.rack {
-            Some(rack) => Rack::Reported(rack.as_deref()),
-            None => Rack::Unreported,
-        };
-        Named { node_id: self.node_id, host: &self.host, port: self.port, rack }
-    }
-}
-
-/// Takes every broker address the gateway rewrites out of a decoded response, in order, leaving
-/// empty hosts and port 0 behind: two responses that differ only in the addresses the gateway
-/// owns are equal afterwards. For tests, property checks and the replay's invariant check; it
-/// must name exactly the fields `rewrite` touches.
-pub fn take_addresses(response: &mut kafka_protocol::messages::ResponseKind, version: i16) -> Vec<Address> {
+/// Calls `visit` with every broker address a rewrite replaces in a decoded response, in order: node
+/// id, host and port (to read or replace) and rack. For tests, property checks and the replay's
+/// invariant, which clear what they visit to compare the rest; it must name exactly the fields
+/// `rewrite` touches.
+pub fn visit_addresses(
+    response: &mut kafka_protocol::messages::ResponseKind,
+    version: i16,
+    mut visit: impl FnMut(i32, &mut StrBytes, &mut i32, Rack<'_>),
+) {
     use kafka_protocol::messages::ResponseKind as R;
-    fn take(node_id: i32, host: &mut StrBytes, port: &mut i32, rack: Option<Option<&StrBytes>>) -> Address {
-        let rack = rack.map(|r| r.map(|r| r.to_string()));
-        let address = Address { node_id, host: host.to_string(), port: *port, rack };
-        (*host, *port) = (StrBytes::default(), 0);
-        address
+    fn reported(rack: &Option<StrBytes>) -> Rack<'_> {
+        Rack::Reported(rack.as_deref())
     }
     match response {
-        R::Metadata(m) => m
-            .brokers
-            .iter_mut()
-            .map(|b| take(b.node_id.0, &mut b.host, &mut b.port, (version >= 1).then_some(b.rack.as_ref())))
-            .collect(),
+        R::Metadata(m) => m.brokers.iter_mut().for_each(|b| {
+            let rack = if version >= 1 { reported(&b.rack) } else { Rack::Unreported };
+            visit(b.node_id.0, &mut b.host, &mut b.port, rack)
+        }),
         R::DescribeCluster(m) => {
-            m.brokers.iter_mut().map(|b| take(b.broker_id.0, &mut b.host, &mut b.port, Some(b.rack.as_ref()))).collect()
+            m.brokers.iter_mut().for_each(|b| visit(b.broker_id.0, &mut b.host, &mut b.port, reported(&b.rack)))
         }
-        R::FindCoordinator(m) if version < 4 => match m.error_code == 0 && m.node_id.0 >= 0 {
-            true => vec![take(m.node_id.0, &mut m.host, &mut m.port, None)],
-            false => vec![],
-        },
+        R::FindCoordinator(m) if version < 4 && m.error_code == 0 && m.node_id.0 >= 0 => {
+            visit(m.node_id.0, &mut m.host, &mut m.port, Rack::Unreported)
+        }
+        R::FindCoordinator(_) if version < 4 => {}
         R::FindCoordinator(m) => m
             .coordinators
             .iter_mut()
             .filter(|c| c.error_code == 0 && c.node_id.0 >= 0)
-            .map(|c| take(c.node_id.0, &mut c.host, &mut c.port, None))
-            .collect(),
-        R::Produce(m) => m
-            .node_endpoints
-            .iter_mut()
-            .map(|e| take(e.node_id.0, &mut e.host, &mut e.port, Some(e.rack.as_ref())))
-            .collect(),
-        R::Fetch(m) => m
-            .node_endpoints
-            .iter_mut()
-            .map(|e| take(e.node_id.0, &mut e.host, &mut e.port, Some(e.rack.as_ref())))
-            .collect(),
-        _ => vec![],
+            .for_each(|c| visit(c.node_id.0, &mut c.host, &mut c.port, Rack::Unreported)),
+        R::Produce(m) => {
+            m.node_endpoints.iter_mut().for_each(|e| visit(e.node_id.0, &mut e.host, &mut e.port, reported(&e.rack)))
+        }
+        R::Fetch(m) => {
+            m.node_endpoints.iter_mut().for_each(|e| visit(e.node_id.0, &mut e.host, &mut e.port, reported(&e.rack)))
+        }
+        _ => {}
     }
 }
 

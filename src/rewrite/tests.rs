@@ -20,6 +20,7 @@ use kafka_protocol::protocol::{Message, StrBytes};
 
 use super::api_versions::{UNSUPPORTED_VERSION, fallback};
 use super::*;
+use crate::broker::HostPort;
 
 /// Advertises broker N as `bN.example:19000+N` and remembers what it was shown.
 #[derive(Default)]
@@ -28,14 +29,33 @@ struct Fake {
 }
 
 impl Advertise for Fake {
-    fn advertise(&self, b: Named<'_>) -> Result<Advertised, AdvertiseError> {
+    fn advertise(&self, b: &Named<'_>) -> Result<HostPort, NameError> {
         let rack = match b.rack {
             Rack::Unreported => "?".to_owned(),
             Rack::Reported(r) => r.unwrap_or("-").to_owned(),
         };
         self.seen.borrow_mut().push((b.node_id, b.host.to_owned(), b.port, rack));
-        Ok(Advertised { host: format!("b{}.example", b.node_id), port: 19000 + b.node_id as u16 })
+        Ok(HostPort { host: format!("b{}.example", b.node_id), port: 19000 + b.node_id as u16 })
     }
+}
+
+/// What a rewrite sends, for the tests that look only at bytes.
+#[derive(Debug)]
+struct Sent(Vec<Bytes>);
+
+impl Sent {
+    fn to_bytes(&self) -> Bytes {
+        self.0.concat().into()
+    }
+
+    fn pieces(&self) -> &[Bytes] {
+        &self.0
+    }
+}
+
+/// [`super::rewrite`] of a frame the test owns.
+fn rewrite(kind: Rewrite, version: i16, frame: Bytes, names: &dyn Advertise) -> Result<Sent, RewriteError> {
+    super::rewrite(kind, version, &frame, names).map(|out| Sent(out.pieces))
 }
 
 fn frame<M: Response>(message: &M, version: i16, correlation_id: i32) -> Bytes {
@@ -258,7 +278,7 @@ fn trailing_bytes_are_carried_through_and_truncation_is_an_error() {
     let full = frame(&input, 12, 1);
     for cut in [9, 15, 20, 30] {
         let r = rewrite(Rewrite::Metadata, 12, full.slice(..cut), &Fake::default());
-        assert!(matches!(r, Err(RewriteError::Decode { .. })), "cut at {cut}: {r:?}");
+        assert!(matches!(r, Err(RewriteError::Malformed { .. })), "cut at {cut}: {r:?}");
     }
 }
 
@@ -470,7 +490,7 @@ fn a_truncated_fetch_response_is_an_error() {
     let full = frame(&fetch_response(true, b"records"), 16, 8);
     for cut in [5, 20, full.len() / 2, full.len() - 1] {
         let r = rewrite(Rewrite::Fetch, 16, full.slice(..cut), &Fake::default());
-        assert!(matches!(r, Err(RewriteError::Decode { .. })), "cut at {cut}: {r:?}");
+        assert!(matches!(r, Err(RewriteError::Malformed { .. })), "cut at {cut}: {r:?}");
     }
 }
 

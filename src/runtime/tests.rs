@@ -1,11 +1,13 @@
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use tokio::io::AsyncReadExt;
 
 use super::BusyPoll;
 use crate::Config;
+use crate::broker::HostPort;
+use crate::session::{Group, Limits, Session};
+use crate::upstream::{Dialer, Target};
 
 /// A connected pair of loopback sockets: (the one watched, the one that writes to it).
 fn pair() -> (TcpStream, TcpStream) {
@@ -16,7 +18,7 @@ fn pair() -> (TcpStream, TcpStream) {
 }
 
 /// Long enough that a wait that missed its socket fails the test instead of passing by timeout.
-const LONG: Duration = Duration::from_secs(30);
+const LONG: Duration = Duration::from_secs(5);
 
 #[test]
 fn a_wait_ends_when_a_watched_socket_becomes_readable() {
@@ -62,9 +64,9 @@ fn only_one_thread_polls_at_a_time() {
     });
 }
 
-/// The runtime `run` builds, with a window long enough that a socket the gateway failed to watch
-/// would hold a read for all of it: the sessions' sockets end the busy poll, so tokio learns of
-/// their bytes at once.
+/// The runtime `run` builds, with a window long enough that a socket a session failed to watch
+/// would hold a read for all of it: a session's sockets end the busy poll, so tokio learns of their
+/// bytes at once, in both directions.
 #[test]
 fn the_gateways_runtime_wakes_for_bytes_on_a_session_socket() {
     let mut config = Config::from_toml(
@@ -82,20 +84,51 @@ fn the_gateways_runtime_wakes_for_bytes_on_a_session_socket() {
     // Beyond what the configuration allows, so that a miss cannot hide in the window.
     config.busy_poll = Some(LONG);
     let runtime = super::build(&config).unwrap();
-    let (watched, mut writer) = pair();
-    watched.set_nonblocking(true).unwrap();
-    let started = Instant::now();
-    let read = runtime.spawn(async move {
-        let mut stream = tokio::net::TcpStream::from_std(watched).unwrap();
-        crate::upstream::tune(&stream, None).unwrap();
-        let mut byte = [0; 1];
-        stream.read_exact(&mut byte).await.unwrap();
+    let broker = TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream = HostPort { host: "127.0.0.1".into(), port: broker.local_addr().unwrap().port() };
+    let front = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut client = TcpStream::connect(front.local_addr().unwrap()).unwrap();
+    let (accepted, peer) = front.accept().unwrap();
+    accepted.set_nonblocking(true).unwrap();
+    let group = Arc::new(Group {
+        name: "a".into(),
+        names: Arc::new(crate::fixture::Names { group: config.groups[0].clone(), racks: Default::default() }),
+        learner: std::sync::Weak::<crate::gateway::Gateway>::new(),
+        dialer: Arc::new(Dialer::new(vec![upstream], Default::default(), LONG, None)),
+        limits: Limits { request: 1 << 20, response: 1 << 20, splice_min: 0 },
+        keepalive: None,
+        recorder: None,
     });
-    std::thread::sleep(Duration::from_millis(200));
-    writer.write_all(b"x").unwrap();
-    runtime.block_on(read).unwrap();
-    assert!(started.elapsed() < LONG / 2, "the read took {:?}", started.elapsed());
-    // A worker polling sees no shutdown until its window ends; this one's is 30 s.
+    let _session = runtime.spawn(async move {
+        let accepted = tokio::net::TcpStream::from_std(accepted).unwrap();
+        Session::new(group, Target::Bootstrap, peer).serve(accepted).await
+    });
+    let (mut broker, _) = broker.accept().unwrap();
+    // The poll does not watch a connect completing (a socket becoming writable), so the first
+    // exchange may wait for the window; after it, every byte must be seen at once.
+    for round in 0..3 {
+        let request = [0, 0, 0, 10, 0, 2, 0, 0, 0, 0, 0, round, 0, 0]; // ListOffsets v0: forwarded
+        let response = [0, 0, 0, 4, 0, 0, 0, round];
+        // Let the worker go idle, and poll, before each byte arrives.
+        std::thread::sleep(Duration::from_millis(200));
+        let started = Instant::now();
+        client.write_all(&request).unwrap();
+        let mut got = [0; 14];
+        broker.read_exact(&mut got).unwrap();
+        let request_took = started.elapsed();
+        assert_eq!(got, request);
+        std::thread::sleep(Duration::from_millis(200));
+        let started = Instant::now();
+        broker.write_all(&response).unwrap();
+        let mut answer = [0; 8];
+        client.read_exact(&mut answer).unwrap();
+        assert_eq!(answer, response);
+        if round > 0 {
+            assert!(request_took < LONG / 2, "the request took {request_took:?}");
+            assert!(started.elapsed() < LONG / 2, "the response took {:?}", started.elapsed());
+        }
+    }
+    // A worker polling sees no shutdown until its window ends.
     runtime.shutdown_background();
 }
 

@@ -7,15 +7,15 @@ use kafka_protocol::protocol::StrBytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, duplex};
 use tokio::task::JoinHandle;
 
+use super::testing::{proxy, proxy_sockets};
 use super::*;
-use crate::rewrite::{Advertised, Named};
-use crate::topology::AdvertiseError;
+use crate::broker::{HostPort, NameError, Named};
 
 struct Fake;
 
 impl Advertise for Fake {
-    fn advertise(&self, b: Named<'_>) -> Result<Advertised, AdvertiseError> {
-        Ok(Advertised { host: format!("b{}.example", b.node_id), port: 19000 + b.node_id as u16 })
+    fn advertise(&self, b: &Named<'_>) -> Result<HostPort, NameError> {
+        Ok(HostPort { host: format!("b{}.example", b.node_id), port: 19000 + b.node_id as u16 })
     }
 }
 
@@ -24,18 +24,14 @@ impl Advertise for Fake {
 struct Rig {
     client: DuplexStream,
     broker: DuplexStream,
-    proxy: JoinHandle<Result<(), SessionError>>,
+    proxy: JoinHandle<Result<Closed, SessionError>>,
 }
 
 fn rig(pipe: usize, max_frame_bytes: usize) -> Rig {
     let (client, client_side) = duplex(pipe);
     let (broker, broker_side) = duplex(pipe);
-    let proxy = tokio::spawn(async move {
-        let (crd, cwr) = tokio::io::split(client_side);
-        let (brd, bwr) = tokio::io::split(broker_side);
-        let limits = Limits { request: max_frame_bytes, response: max_frame_bytes, splice_min: 0 };
-        proxy(crd, cwr, brd, bwr, limits, &Fake, None).await
-    });
+    let limits = Limits { request: max_frame_bytes, response: max_frame_bytes, splice_min: 0 };
+    let proxy = tokio::spawn(proxy(client_side, broker_side, limits, Arc::new(Fake)));
     Rig { client, broker, proxy }
 }
 
@@ -244,10 +240,8 @@ async fn a_large_response_held_for_rewrite_leaves_no_large_buffer_in_the_pool() 
     let (gateway_side, _) = client_listener.accept().await.unwrap();
     let upstream = TcpStream::connect(broker_listener.local_addr().unwrap()).await.unwrap();
     let (mut broker, _) = broker_listener.accept().await.unwrap();
-    let _proxy = tokio::spawn(async move {
-        let ((crd, cwr), (brd, bwr)) = (gateway_side.into_split(), upstream.into_split());
-        proxy(crd, cwr, brd, bwr, Limits { request: 1 << 20, response: 8 << 20, splice_min: 0 }, &Fake, None).await
-    });
+    let limits = Limits { request: 1 << 20, response: 8 << 20, splice_min: 0 };
+    let _proxy = tokio::spawn(proxy_sockets(gateway_side, upstream, limits, Arc::new(Fake)));
     let requests = [request(3, 12, 1, &[]), request(2, 5, 2, &[])];
     client.write_all(&requests.concat()).await.unwrap();
     read_exactly(&mut broker, requests.iter().map(Vec::len).sum()).await;
@@ -293,7 +287,7 @@ async fn a_large_response_held_for_rewrite_leaves_no_large_buffer_in_the_pool() 
 
 /// A proxy between a test client and a test broker over loopback TCP, splicing what goes on for
 /// at least 16 KiB past a read: (client, broker, the proxy's task).
-async fn socket_rig() -> (TcpStream, TcpStream, JoinHandle<Result<(), SessionError>>) {
+async fn socket_rig() -> (TcpStream, TcpStream, JoinHandle<Result<Closed, SessionError>>) {
     let (client_listener, broker_listener) = (
         tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
         tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
@@ -302,11 +296,8 @@ async fn socket_rig() -> (TcpStream, TcpStream, JoinHandle<Result<(), SessionErr
     let (gateway_side, _) = client_listener.accept().await.unwrap();
     let upstream = TcpStream::connect(broker_listener.local_addr().unwrap()).await.unwrap();
     let (broker, _) = broker_listener.accept().await.unwrap();
-    let proxy = tokio::spawn(async move {
-        let ((crd, cwr), (brd, bwr)) = (gateway_side.into_split(), upstream.into_split());
-        proxy(crd, cwr, brd, bwr, Limits { request: 8 << 20, response: 8 << 20, splice_min: 16 << 10 }, &Fake, None)
-            .await
-    });
+    let limits = Limits { request: 8 << 20, response: 8 << 20, splice_min: 16 << 10 };
+    let proxy = tokio::spawn(proxy_sockets(gateway_side, upstream, limits, Arc::new(Fake)));
     (client, broker, proxy)
 }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use kafka_gateway::config::HostPort;
+use kafka_gateway::broker::HostPort;
 use kafka_gateway::{Config, Gateway};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
