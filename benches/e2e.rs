@@ -34,6 +34,8 @@ use rdkafka::types::RDKafkaType;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+#[path = "e2e/busy_poll.rs"]
+mod busy_poll;
 #[path = "e2e/relays.rs"]
 mod relays;
 
@@ -65,6 +67,19 @@ struct Args {
     /// one path beside direct.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "PATHS")]
     skip: Vec<Skippable>,
+    /// Instead of the comparison: what the gateway's busy poll costs and buys at fixed request
+    /// rates (benches/e2e/busy_poll.rs).
+    #[arg(long)]
+    busy_poll_study: bool,
+    /// Request rates of the busy-poll study, per second (0: an idle connection).
+    #[arg(long, value_delimiter = ',', default_value = "0,100,1000,10000")]
+    poll_rates: Vec<u32>,
+    /// Busy-poll windows of the study, in µs (0: off).
+    #[arg(long, value_delimiter = ',', default_value = "0,200")]
+    poll_windows: Vec<u64>,
+    /// Seconds per rate and path in the study.
+    #[arg(long, default_value_t = 10)]
+    poll_secs: u64,
     /// Accepted and ignored: `cargo bench` passes it to every bench target.
     #[arg(long, hide = true)]
     bench: bool,
@@ -239,6 +254,17 @@ fn main() {
     let brokers: Vec<&str> = direct_bootstrap.split(',').collect();
     let broker_ports: Vec<u16> = brokers.iter().map(|b| HostPort::parse(b).unwrap().port).collect();
     let skip = |path: Skippable| args.skip.contains(&path);
+    if args.busy_poll_study {
+        mock.create_topic("latency", 1, 1).unwrap();
+        mock.partition_leader("latency", 0, Some(1)).unwrap();
+        return busy_poll::study(
+            &direct_bootstrap,
+            broker_ports[0],
+            &args.poll_rates,
+            &args.poll_windows,
+            args.poll_secs,
+        );
+    }
     let mut paths = vec![Path::new("direct", &broker_ports, None, &broker_ports)];
     if !skip(Skippable::Relay) {
         let ports = ports_from(RELAY_PORT_BASE);
@@ -395,6 +421,11 @@ struct Proxy {
 impl Proxy {
     /// The gateway's release binary, with broker N on PORT_BASE + N.
     fn gateway(upstream: &str) -> Self {
+        Self::gateway_with(upstream, &[])
+    }
+
+    /// The same, with more arguments (`--set KEY=VALUE`).
+    fn gateway_with(upstream: &str, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("gateway.toml");
         // The in-process client resolves no names: the gateway advertises its own address. The
@@ -409,7 +440,7 @@ impl Proxy {
         )
         .unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_kafka-gateway"));
-        command.args(["run", "--config"]).arg(&config).env("RUST_LOG", "warn");
+        command.args(["run", "--config"]).arg(&config).args(extra).env("RUST_LOG", "warn");
         let mut proxy = Self::spawn("the gateway", command, &ports_from(PORT_BASE));
         proxy.config_dir = Some(dir);
         proxy
