@@ -339,10 +339,11 @@ fn default_max_response_bytes() -> usize {
 fn default_tcp_keepalive_secs() -> u64 {
     60
 }
-/// The longest window, as Linux's haltpoll allows a guest's idle CPU by default; the window in use
-/// adapts below it (runtime.rs).
+/// Off: a worker that polls at a high rate of sequential requests holds a core, which a dedicated
+/// host or a container under a CPU limit should not pay by default (benches/README.md, "The busy
+/// poll at fixed request rates").
 fn default_busy_poll_us() -> u64 {
-    200
+    0
 }
 /// Below a few pages, the two splices of a pipe cost more than copying the bytes (splice.rs).
 fn default_splice_min_bytes() -> usize {

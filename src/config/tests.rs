@@ -54,7 +54,7 @@ fn the_design_card_example_means_what_it_says() {
     let config = Config::from_toml(&text).unwrap();
     assert_eq!(config.max_frame_bytes, 100 * 1024 * 1024);
     assert_eq!(config.tcp_keepalive, Some(Duration::from_secs(60)));
-    assert_eq!(config.busy_poll, Some(Duration::from_micros(200)));
+    assert_eq!(config.busy_poll, None, "the busy poll is off unless asked for");
     assert_eq!(config.splice_min_bytes, 16 * 1024);
     let g = &config.groups[0];
     assert_eq!(g.name, "tidb");
@@ -106,11 +106,11 @@ fn environment_overrides_the_file_and_flags_override_both() {
         let path = jail.directory().join("gw.toml");
         let flags = [
             "listeners.tidb.broker_port_base=20000".into(),
-            "gateway.busy_poll_us=0".into(),
+            "gateway.busy_poll_us=50".into(),
             "gateway.splice_min_bytes=0".into(),
         ];
         let config = Config::load(Some(&path), &flags).unwrap();
-        assert_eq!(config.busy_poll, None, "0 turns the busy poll off");
+        assert_eq!(config.busy_poll, Some(Duration::from_micros(50)));
         assert_eq!(config.splice_min_bytes, 0, "0 turns splicing off");
         let hosts: Vec<_> = config.upstream.bootstrap_servers.iter().map(|h| h.to_string()).collect();
         assert_eq!(hosts, ["b:9092", "c:9092"]);
