@@ -22,7 +22,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use clap::Parser;
 use hdrhistogram::Histogram;
 use kafka_gateway::broker::HostPort;
-use kafka_gateway::upstream::Connection;
+use kafka_gateway::upstream::{Connection, Link};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, RequestHeader, TopicName, produce_request};
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
@@ -701,7 +701,7 @@ async fn produce_pipelined(broker_1: &HostPort, topic: &str, bytes: usize) -> (u
 async fn produce_latency(broker_1: &HostPort, topic: &str, n: usize) -> Histogram<u64> {
     let record = record(0, Bytes::from_static(&[b'l'; 100]));
     let request = produce_request(topic, &[record]);
-    let mut conn = Connection::open(broker_1, Duration::from_secs(10)).await.unwrap();
+    let mut conn = Connection::open(broker_1, &Link::plain(Duration::from_secs(10))).await.unwrap();
     tokio::time::sleep(JOIN_PAUSE).await;
     let mut histogram = Histogram::<u64>::new(3).unwrap();
     for i in 0..n + n / 10 {

@@ -17,7 +17,7 @@ use clap::Parser;
 use kafka_gateway::broker::HostPort;
 use kafka_gateway::fixture::{self, Case, Expect, Names, Outcome, Sidecar};
 use kafka_gateway::rewrite::{Response, encode};
-use kafka_gateway::upstream::Connection;
+use kafka_gateway::upstream::{Connection, Link};
 use kafka_gateway::{Config, Gateway};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Encodable, HeaderVersion, StrBytes};
@@ -83,7 +83,7 @@ async fn ask<Req: Encodable, Resp: kafka_protocol::protocol::Decodable + HeaderV
     version: i16,
     request: &Req,
 ) -> Option<Resp> {
-    let mut conn = Connection::open(addr, LIMIT).await.ok()?;
+    let mut conn = Connection::open(addr, &Link::plain(LIMIT)).await.ok()?;
     conn.call::<Req, Resp>(key, version, request).await.ok()
 }
 

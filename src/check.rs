@@ -9,7 +9,8 @@ use std::net::SocketAddr;
 
 use crate::broker::Broker;
 use crate::config::Config;
-use crate::upstream;
+use crate::tls::Acceptor;
+use crate::upstream::{self, Connection, Link};
 
 /// One broker as one listener group shows it.
 #[derive(Debug, Clone)]
@@ -85,16 +86,23 @@ impl Report {
     }
 }
 
-/// Builds the report from the live cluster; every broker's upstream address is dialed too.
+/// Builds the report from the live cluster; every bootstrap server and broker is reached the way
+/// the gateway reaches them (TLS and SASL included).
 pub async fn check(config: &Config) -> Report {
-    let limit = config.upstream.connect_timeout;
     let mut report = Report::default();
+    let link = match Link::load(config) {
+        Ok(link) => link,
+        Err(e) => {
+            report.problems.push(e.to_string());
+            return report;
+        }
+    };
     for addr in &config.upstream.bootstrap_servers {
-        if let Err(e) = upstream::connect(addr, limit, None).await {
+        if let Err(e) = Connection::open(addr, &link).await {
             report.problems.push(format!("bootstrap server {e}"));
         }
     }
-    let view = match upstream::describe_cluster(&config.upstream.bootstrap_servers, limit).await {
+    let view = match upstream::describe_cluster(&config.upstream.bootstrap_servers, &link).await {
         Ok(view) => view,
         Err(e) => {
             report.problems.push(e.to_string());
@@ -112,17 +120,13 @@ pub async fn check(config: &Config) -> Report {
         report.problems.push(format!("port collision: {e}"));
     }
     for broker in &view.brokers {
-        if let Err(e) = upstream::connect(&broker.upstream, limit, None).await {
+        if let Err(e) = Connection::open(&broker.upstream, &link).await {
             report.problems.push(format!("broker {}: {e}", broker.node_id));
         }
     }
     let brokers: Vec<_> = view.brokers.iter().map(|b| (b.node_id, b.rack.clone(), Some(b))).collect();
     report.rows = rows(config, &brokers);
-    for row in &report.rows {
-        if let Err(e) = &row.advertised {
-            report.problems.push(e.clone());
-        }
-    }
+    report.problems.extend(row_problems(config, &report.rows));
     report
 }
 
@@ -134,12 +138,41 @@ pub fn plan(config: &Config, brokers: &[(i32, Option<String>)]) -> Report {
     if let Err(e) = config.check_ports(&nodes) {
         report.problems.push(format!("port collision: {e}"));
     }
-    for row in &report.rows {
-        if let Err(e) = &row.advertised {
-            report.problems.push(e.clone());
+    report.problems.extend(row_problems(config, &report.rows));
+    report
+}
+
+/// Names that cannot be advertised, and advertised names a group's TLS certificate does not cover
+/// (a client checking the name would refuse the connection).
+fn row_problems(config: &Config, rows: &[Row]) -> Vec<String> {
+    let mut problems: Vec<String> = rows.iter().filter_map(|row| row.advertised.clone().err()).collect();
+    for group in &config.groups {
+        let Some(files) = &group.tls else { continue };
+        let key = format!("listeners.{}.tls", group.name);
+        let acceptor = match Acceptor::load(files, &key) {
+            Ok(acceptor) => acceptor,
+            Err(e) => {
+                problems.push(e.to_string());
+                continue;
+            }
+        };
+        let hosts: Vec<String> = rows
+            .iter()
+            .filter(|row| row.group == group.name)
+            .filter_map(|row| row.advertised.as_ref().ok())
+            .map(|a| a.rsplit_once(':').map_or(a.clone(), |(host, _)| host.to_owned()))
+            .collect();
+        match acceptor.uncovered(hosts.iter().map(String::as_str)) {
+            Ok(uncovered) => problems.extend(uncovered.into_iter().map(|host| {
+                format!(
+                    "{key}.cert does not cover {host}: a client that checks the name refuses it (add the name or a \
+                     wildcard for it to the certificate's SANs)"
+                )
+            })),
+            Err(e) => problems.push(e.to_string()),
         }
     }
-    report
+    problems
 }
 
 /// Connects to every bootstrap port of a running gateway with `config` (a wildcard bind is reached

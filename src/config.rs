@@ -16,6 +16,10 @@ use serde::Deserialize;
 use crate::broker::{HostPort, NameError, PortError};
 use crate::template::{Inputs, Template, is_host_char};
 
+mod security;
+pub use security::{ClientTls, Mechanism, Sasl, Secret, ServerTls};
+use security::{RawClientTls, RawSasl, RawServerTls};
+
 /// The environment prefix of the configuration contract; `__` separates levels.
 pub const ENV_PREFIX: &str = "KAFKA_GATEWAY_";
 
@@ -28,7 +32,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(key: impl Into<String>, reason: impl fmt::Display) -> Self {
+    pub(crate) fn new(key: impl Into<String>, reason: impl fmt::Display) -> Self {
         Self { key: key.into(), reason: reason.to_string() }
     }
 }
@@ -70,6 +74,10 @@ pub struct Upstream {
     pub connect_timeout: Duration,
     /// How often the gateway re-reads the cluster's brokers by itself.
     pub metadata_refresh: Duration,
+    /// TLS towards the brokers, on every connection the gateway opens to them.
+    pub tls: Option<ClientTls>,
+    /// How the gateway's own connections (discovery, `check`) authenticate.
+    pub sasl: Option<Sasl>,
 }
 
 /// One listener group: a set of ports and one naming pattern.
@@ -84,6 +92,8 @@ pub struct ListenerGroup {
     pub az_by_rack: BTreeMap<String, String>,
     pub az_by_node: BTreeMap<i32, String>,
     pub default_az: Option<String>,
+    /// TLS towards the group's clients.
+    pub tls: Option<ServerTls>,
 }
 
 impl ListenerGroup {
@@ -257,6 +267,8 @@ struct RawUpstream {
     connect_timeout_ms: u64,
     #[serde(default = "default_metadata_refresh_secs")]
     metadata_refresh_secs: u64,
+    tls: Option<RawClientTls>,
+    sasl: Option<RawSasl>,
 }
 
 /// A list of servers, or (convenient in an environment variable) one comma-separated string.
@@ -282,6 +294,7 @@ struct RawGroup {
     #[serde(default)]
     az_by_node: BTreeMap<String, String>,
     default_az: Option<String>,
+    tls: Option<RawServerTls>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -409,6 +422,8 @@ impl RawConfig {
                 bootstrap_servers,
                 connect_timeout: Duration::from_millis(self.upstream.connect_timeout_ms),
                 metadata_refresh: Duration::from_secs(self.upstream.metadata_refresh_secs),
+                tls: self.upstream.tls.map(RawClientTls::validate).transpose()?,
+                sasl: self.upstream.sasl.map(RawSasl::validate).transpose()?,
             },
             groups,
             max_frame_bytes: self.gateway.max_frame_bytes,
@@ -473,6 +488,7 @@ impl RawGroup {
                 "uses {az}, but none of az_by_rack, az_by_node, default_az is set",
             ));
         }
+        let tls = self.tls.map(|tls| tls.validate(&key("tls"))).transpose()?;
         Ok(ListenerGroup {
             name,
             bind,
@@ -483,6 +499,7 @@ impl RawGroup {
             az_by_rack: self.az_by_rack,
             az_by_node,
             default_az: self.default_az,
+            tls,
         })
     }
 }

@@ -166,7 +166,7 @@ impl Advertise for Names {
 pub fn run(api_key: i16, api_version: i16, frame: Bytes, names: &Names) -> Outcome {
     match rewrite::plan(api_key, api_version) {
         Err(refused) => Outcome::Refused(refused.to_string()),
-        Ok(Action::Forward) => Outcome::Sent(frame),
+        Ok(Action::Forward | Action::RawToken) => Outcome::Sent(frame),
         Ok(Action::Rewrite(kind)) => match rewrite::rewrite(kind, api_version, &frame, names) {
             Ok(out) => Outcome::Sent(out.to_bytes()),
             Err(e) => Outcome::Error(e.to_string()),

@@ -9,19 +9,26 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::broker::{Named, Rack};
 use crate::config::{Config, ListenerGroup};
 use crate::listener;
 use crate::record::Recorder;
 use crate::session::{self, Limits};
+use crate::tls::{Acceptor, Reload, TlsError};
 use crate::topology::{GroupNames, Learn, LearnError, Topology};
-use crate::upstream::{self, ClusterView, Dialer, Target, UpstreamError};
+use crate::upstream::{self, ClusterView, Dialer, Link, Target, UpstreamError};
 
-/// A failure to start: the bootstrap port, or a known broker's port, could not be opened.
+/// How often TLS files are looked at for a rotation.
+const TLS_CHECK: Duration = Duration::from_secs(5);
+
+/// A failure to start: TLS material that does not load, or the bootstrap port, or a known broker's
+/// port, could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     #[error("cannot listen on {addr} (listeners.{group}.bootstrap_port): {source}")]
     Bootstrap { group: String, addr: SocketAddr, source: std::io::Error },
     #[error(transparent)]
@@ -51,7 +58,19 @@ impl Gateway {
     /// discovering in the background. A cluster that does not answer yet is not a failure: the
     /// gateway serves and retries with backoff.
     pub async fn start(config: Config) -> Result<Arc<Self>, StartError> {
-        let gateway = Arc::new_cyclic(|weak: &Weak<Self>| Self::new(config, weak.clone()));
+        let link = Link::load(&config)?;
+        if link.tls.as_ref().is_some_and(|tls| tls.insecure()) {
+            warn!("upstream.tls.insecure_skip_verify is set: the brokers' certificates are not checked");
+        }
+        let acceptors = config
+            .groups
+            .iter()
+            .map(|g| {
+                let key = format!("listeners.{}.tls", g.name);
+                g.tls.as_ref().map(|files| Acceptor::load(files, &key).map(Arc::new)).transpose()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let gateway = Arc::new_cyclic(|weak: &Weak<Self>| Self::new(config, link, acceptors, weak.clone()));
         for served in &gateway.groups {
             if let Some(port) = served.config.bootstrap_port {
                 let addr = SocketAddr::new(served.config.bind, port);
@@ -73,17 +92,13 @@ impl Gateway {
             Err(e) => warn!("cluster not reachable yet, serving and retrying: {e}"),
         }
         tokio::spawn(Arc::clone(&gateway).discover());
+        tokio::spawn(Arc::clone(&gateway).watch_tls());
         Ok(gateway)
     }
 
-    fn new(config: Config, learner: Weak<Self>) -> Self {
+    fn new(config: Config, link: Link, acceptors: Vec<Option<Arc<Acceptor>>>, learner: Weak<Self>) -> Self {
         let topology = Arc::new(Topology::default());
-        let dialer = Arc::new(Dialer::new(
-            config.upstream.bootstrap_servers.clone(),
-            Arc::clone(&topology),
-            config.upstream.connect_timeout,
-            config.tcp_keepalive,
-        ));
+        let dialer = Arc::new(Dialer::new(config.upstream.bootstrap_servers.clone(), Arc::clone(&topology), link));
         let recorder = config.record_dir.clone().map(|dir| Arc::new(Recorder::new(dir, config.record_per_version)));
         let limits = Limits {
             request: config.max_frame_bytes,
@@ -93,7 +108,8 @@ impl Gateway {
         let groups = config
             .groups
             .iter()
-            .map(|group| {
+            .zip(acceptors)
+            .map(|(group, tls)| {
                 let group = Arc::new(group.clone());
                 let names = GroupNames { group: Arc::clone(&group), topology: Arc::clone(&topology) };
                 let sessions = session::Group {
@@ -101,6 +117,7 @@ impl Gateway {
                     names: Arc::new(names),
                     learner: learner.clone(),
                     dialer: Arc::clone(&dialer),
+                    tls,
                     limits,
                     keepalive: config.tcp_keepalive,
                     recorder: recorder.clone(),
@@ -134,7 +151,7 @@ impl Gateway {
 
     /// Asks the cluster for its brokers once (the caller learns them).
     pub async fn refresh(&self) -> Result<ClusterView, UpstreamError> {
-        upstream::describe_cluster(&self.dialer.candidates(), self.config.upstream.connect_timeout).await
+        upstream::describe_cluster(&self.dialer.candidates(), self.dialer.link()).await
     }
 
     /// Rediscovers the cluster every `metadata_refresh`, sooner when asked, with backoff on failure.
@@ -164,6 +181,36 @@ impl Gateway {
                     if wait >= interval { Duration::from_secs(1) } else { (wait * 2).min(interval) }
                 }
             };
+        }
+    }
+
+    /// Loads TLS certificates and keys again whenever their files change, so that a rotation needs no
+    /// restart; files that do not load leave the previous ones serving.
+    async fn watch_tls(self: Arc<Self>) {
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(TLS_CHECK) => {}
+            }
+            self.reload_tls();
+        }
+    }
+
+    /// Looks at every TLS file now (the watch does every few seconds; a SIGHUP does too).
+    pub fn reload_tls(&self) {
+        let groups = self
+            .groups
+            .iter()
+            .filter_map(|g| Some((g.sessions.tls.as_deref()?.key(), g.sessions.tls.as_deref()?.reload())));
+        let upstream = self.dialer.link().tls.as_deref().map(|tls| ("upstream.tls", tls.reload()));
+        for (key, outcome) in groups.chain(upstream) {
+            match outcome {
+                Reload::Unchanged => {}
+                Reload::Loaded => info!("{key}: certificate files changed, loaded; new connections use them"),
+                Reload::Refused(e) => {
+                    error!("{key}: the changed files do not load, the previous ones still serve: {e}")
+                }
+            }
         }
     }
 

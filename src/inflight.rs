@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 
 use crate::rewrite::Action;
+use crate::sasl::RawTokens;
 
 /// One request whose response has not come back yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,9 +22,11 @@ pub struct Pending {
 /// The pending requests of one connection, oldest first.
 #[derive(Debug, Default)]
 pub struct Inflight {
-    // Both directions live in one task, so the lock is never contended; a Mutex only because the
+    // Both directions live in one task, so the locks are never contended; Mutexes only because the
     // session future must be Send.
     queue: Mutex<VecDeque<Pending>>,
+    /// After a SaslHandshake v0: the bare tokens the client still sends (sasl.rs).
+    raw: Mutex<Option<RawTokens>>,
 }
 
 /// A response that does not match the oldest pending request.
@@ -38,6 +41,38 @@ pub enum OrderError {
 impl Inflight {
     pub fn push(&self, pending: Pending) {
         self.queue.lock().expect("never poisoned").push_back(pending);
+    }
+
+    /// What the oldest pending request's response needs: a bare SASL token is framed without a
+    /// correlation id, and may be empty.
+    pub fn next_action(&self) -> Option<Action> {
+        self.queue.lock().expect("never poisoned").front().map(|p| p.action)
+    }
+
+    /// Takes the oldest pending request, a bare SASL token, whose answer of `len` bytes came back.
+    pub fn answer_raw(&self, len: usize) -> Pending {
+        if let Some(raw) = self.raw.lock().expect("never poisoned").as_mut() {
+            raw.answered(len);
+        }
+        self.queue.lock().expect("never poisoned").pop_front().expect("the front is a raw token")
+    }
+
+    /// A SaslHandshake v0 was forwarded: the next requests are bare tokens.
+    pub fn expect_raw(&self, tokens: RawTokens) {
+        *self.raw.lock().expect("never poisoned") = Some(tokens);
+    }
+
+    /// True when the client's next frame is a bare SASL token.
+    pub fn raw_next(&self) -> bool {
+        self.raw.lock().expect("never poisoned").is_some_and(|tokens| tokens.left() > 0)
+    }
+
+    /// A bare SASL token went to the broker: its answer is pending.
+    pub fn push_raw(&self) {
+        if let Some(tokens) = self.raw.lock().expect("never poisoned").as_mut() {
+            tokens.sent();
+        }
+        self.push(Pending { correlation_id: -1, api_key: -1, api_version: -1, action: Action::RawToken });
     }
 
     /// Takes the oldest pending request, which `correlation_id` must answer.

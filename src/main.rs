@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use kafka_gateway::tls::{Acceptor, TlsError};
+use kafka_gateway::upstream::Link;
 use kafka_gateway::{Config, Gateway, check, fixture};
 use tracing_subscriber::EnvFilter;
 
@@ -92,6 +94,12 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    // Certificates and keys are part of the configuration: one that does not load is refused
+    // before anything listens or dials.
+    if let Err(e) = load_tls(&config) {
+        eprintln!("kafka-gateway: configuration refused: {e}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
     let runtime = kafka_gateway::runtime::build(&config).expect("a tokio runtime");
     runtime.block_on(async move {
         match cli.command {
@@ -156,6 +164,16 @@ fn replay(config: &Config, group: Option<&str>, paths: &[PathBuf]) -> ExitCode {
     }
     println!("{} cases: {passed} passed, {failed} failed (listener group {})", passed + failed, group.name);
     if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+fn load_tls(config: &Config) -> Result<(), TlsError> {
+    Link::load(config)?;
+    for group in &config.groups {
+        if let Some(files) = &group.tls {
+            Acceptor::load(files, &format!("listeners.{}.tls", group.name))?;
+        }
+    }
+    Ok(())
 }
 
 fn report(report: check::Report) -> ExitCode {

@@ -15,7 +15,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::{Level, trace};
 
@@ -24,9 +24,16 @@ use crate::frame::{self, FrameError, MIN_REQUEST, MIN_RESPONSE, Peek};
 use crate::inflight::{Inflight, OrderError, Pending};
 use crate::record::Recorder;
 use crate::rewrite::{self, Action, Refused, RewriteError, api_versions};
+use crate::sasl;
 use crate::splice::{Failed, Moved, Pipe};
+use crate::stream::Stream;
+pub use crate::stream::{Sink, Source};
+use crate::tls::{Acceptor, TlsError};
 use crate::topology::{Learn, LearnError};
 use crate::upstream::{self, Dialer, Target, UpstreamError};
+
+/// SaslHandshake: after its v0, the client's SASL tokens travel as bare frames.
+const SASL_HANDSHAKE: i16 = 17;
 
 /// Bytes read at a time: the size of the buffers a direction borrows while bytes are in flight.
 const READ_CHUNK: usize = 64 * 1024;
@@ -52,6 +59,8 @@ pub struct Group {
     /// holds the groups).
     pub learner: Weak<dyn Learn>,
     pub dialer: Arc<Dialer>,
+    /// TLS towards the group's clients (`[listeners.<group>.tls]`).
+    pub tls: Option<Arc<Acceptor>>,
     pub limits: Limits,
     /// TCP keepalive on the client's connection (`gateway.tcp_keepalive_secs`).
     pub keepalive: Option<Duration>,
@@ -126,6 +135,29 @@ pub enum SessionError {
     Truncated,
     #[error("a response of {size} bytes to rewrite exceeds the limit of {limit} bytes (gateway.max_response_bytes)")]
     ResponseTooLarge { size: usize, limit: usize },
+    #[error("client TLS: {0}")]
+    ClientTls(#[from] TlsError),
+    #[error(
+        "the client sent a TLS handshake to a plaintext listener: give the group a [tls] certificate, or the client \
+         security.protocol=PLAINTEXT or SASL_PLAINTEXT"
+    )]
+    TlsOnPlaintext,
+    #[error(
+        "the broker answered with TLS bytes: its listener speaks TLS, and the gateway reaches it in plaintext; \
+         configure [upstream.tls]"
+    )]
+    BrokerSpeaksTls,
+    #[error(
+        "the broker closed the connection without answering the first request (a broker does that to a client \
+         that speaks plaintext to its TLS listener, or fails its SASL: check [upstream.tls] and the client's \
+         credentials)"
+    )]
+    NoAnswer,
+    #[error(
+        "SaslHandshake v0 with mechanism {0:?}: its tokens travel without Kafka headers, and the gateway follows them \
+         for PLAIN, SCRAM-SHA-256/512 and OAUTHBEARER only; use a client that sends SaslAuthenticate (SaslHandshake v1+)"
+    )]
+    RawSasl(String),
 }
 
 impl From<UpstreamError> for SessionError {
@@ -138,10 +170,20 @@ impl SessionError {
     pub fn side(&self) -> Side {
         match self {
             SessionError::Io { side, .. } => *side,
-            SessionError::Frame(_) | SessionError::Refused(_) => Side::Client,
-            SessionError::Dial(_) | SessionError::Order(_) | SessionError::Truncated => Side::Broker,
-            SessionError::Rewrite(RewriteError::Malformed { .. }) => Side::Broker,
-            SessionError::Rewrite(_) | SessionError::Learn(_) | SessionError::ResponseTooLarge { .. } => Side::Gateway,
+            SessionError::Frame(_)
+            | SessionError::Refused(_)
+            | SessionError::ClientTls(_)
+            | SessionError::TlsOnPlaintext
+            | SessionError::RawSasl(_) => Side::Client,
+            SessionError::Dial(_)
+            | SessionError::Order(_)
+            | SessionError::Truncated
+            | SessionError::NoAnswer
+            | SessionError::Rewrite(RewriteError::Malformed { .. }) => Side::Broker,
+            SessionError::Rewrite(_)
+            | SessionError::Learn(_)
+            | SessionError::ResponseTooLarge { .. }
+            | SessionError::BrokerSpeaksTls => Side::Gateway,
         }
     }
 
@@ -194,12 +236,16 @@ impl Session {
 
     async fn run(&self, client: TcpStream) -> Result<Closed, SessionError> {
         upstream::tune(&client, self.group.keepalive).map_err(SessionError::client)?;
-        let upstream = self.group.dialer.dial(self.target).await?;
         // Bytes arriving on either socket end a worker's busy poll (runtime.rs).
         crate::runtime::watch(&client);
-        crate::runtime::watch(&upstream);
-        let (client_rd, client_wr) = client.into_split();
-        let (upstream_rd, upstream_wr) = upstream.into_split();
+        let client = match &self.group.tls {
+            Some(tls) => Stream::Tls(Box::new(tls.accept(client).await?)),
+            None => Stream::Tcp(client),
+        };
+        let upstream = self.group.dialer.dial(self.target).await?;
+        crate::runtime::watch(upstream.tcp());
+        let (client_rd, client_wr) = client.split();
+        let (upstream_rd, upstream_wr) = upstream.split();
         self.pump(client_rd, client_wr, upstream_rd, upstream_wr).await
     }
 
@@ -235,9 +281,31 @@ impl Session {
             }
             while place.frame_done(buf.len()) {
                 let next = &buf[place.ready..];
-                let Peek::Ready(len) = frame::frame_len(next, MIN_REQUEST, limits.request)? else { break };
+                if inflight.raw_next() {
+                    // A bare SASL token after SaslHandshake v0: a size and bytes, nothing to read.
+                    let Peek::Ready(len) = frame::frame_len(next, 0, limits.request)? else { break };
+                    inflight.push_raw();
+                    place.rest = len;
+                    continue;
+                }
+                let len = match frame::frame_len(next, MIN_REQUEST, limits.request) {
+                    Ok(Peek::Ready(len)) => len,
+                    Ok(Peek::NeedMore) => break,
+                    // What a TLS ClientHello's first bytes make of a size prefix.
+                    Err(_) if next.starts_with(&[0x16, 0x03]) => return Err(SessionError::TlsOnPlaintext),
+                    Err(e) => return Err(e.into()),
+                };
                 let Peek::Ready(head) = frame::peek_request(next, len)? else { break };
                 let action = rewrite::plan(head.api_key, head.api_version)?;
+                if head.api_key == SASL_HANDSHAKE && head.api_version == 0 {
+                    // Its mechanism says how many bare tokens follow; the frame is a few bytes.
+                    if next.len() < len {
+                        break;
+                    }
+                    let mechanism = sasl::handshake_mechanism(&next[..len]).map_err(FrameError::BadHeader)?;
+                    let tokens = sasl::raw_tokens(mechanism).ok_or_else(|| SessionError::RawSasl(mechanism.into()))?;
+                    inflight.expect_raw(tokens);
+                }
                 trace!(
                     api_key = head.api_key,
                     version = head.api_version,
@@ -258,6 +326,8 @@ impl Session {
             }
             if place.ready > 0 {
                 to.write_all(&buf[..place.ready]).await.map_err(SessionError::broker)?;
+                // A TLS sink may hold the bytes until flushed; a socket's flush does nothing.
+                to.flush().await.map_err(SessionError::broker)?;
                 buf.advance(std::mem::take(&mut place.ready));
             }
             match splice_rest(&from, &to, &buf, &mut place, limits.splice_min).await {
@@ -283,21 +353,34 @@ impl Session {
         let limits = self.group.limits;
         let mut buf = BytesMut::new();
         let mut place = Place::default();
+        let mut answered = false;
         loop {
             if !fill(&mut from, &mut buf, place.read_limit()).await.map_err(SessionError::broker)? {
-                return if buf.is_empty() && place.rest == 0 {
-                    Ok(Closed::ByBroker)
-                } else {
-                    Err(SessionError::Truncated)
+                return match (answered, inflight.is_empty(), buf.is_empty() && place.rest == 0) {
+                    (false, false, _) => Err(SessionError::NoAnswer),
+                    (_, _, true) => Ok(Closed::ByBroker),
+                    (_, _, false) => Err(SessionError::Truncated),
                 };
             }
+            // A TLS alert (0x15 0x03) or handshake (0x16 0x03) where a plaintext Kafka answer belongs.
+            if !answered && from.socket().is_some() && matches!(buf[..], [0x15 | 0x16, 0x03, ..]) {
+                return Err(SessionError::BrokerSpeaksTls);
+            }
             while place.frame_done(buf.len()) {
+                let next = &buf[place.ready..];
+                if inflight.next_action() == Some(Action::RawToken) {
+                    // The answer to a bare SASL token is a bare token, possibly empty.
+                    let Peek::Ready(len) = frame::frame_len(next, 0, limits.request)? else { break };
+                    inflight.answer_raw(len - frame::SIZE_LEN);
+                    (answered, place.rest) = (true, len);
+                    continue;
+                }
                 // Forwarded responses may be as large as the client asked for; the limit applies to
                 // what the gateway must hold in memory to rewrite.
-                let next = &buf[place.ready..];
                 let Peek::Ready(len) = frame::frame_len(next, MIN_RESPONSE, i32::MAX as usize)? else { break };
                 let Peek::Ready(correlation_id) = frame::peek_correlation_id(next) else { break };
                 let pending = inflight.answer(correlation_id)?;
+                answered = true;
                 if pending.action == Action::Forward {
                     place.rest = len;
                     continue;
@@ -317,6 +400,8 @@ impl Session {
                 to.write_all(&buf[..place.ready]).await.map_err(SessionError::client)?;
                 buf.advance(std::mem::take(&mut place.ready));
             }
+            // A TLS sink may hold the bytes until flushed; a socket's flush does nothing.
+            to.flush().await.map_err(SessionError::client)?;
             match splice_rest(&from, &to, &buf, &mut place, limits.splice_min).await {
                 Ok(Spliced::Done) => {}
                 Ok(Spliced::SourceEnded) => return Err(SessionError::Truncated),
@@ -334,7 +419,7 @@ impl Session {
         let kind = match pending.action {
             Action::Rewrite(kind) => kind,
             Action::ApiVersionsFallback => return Ok(vec![api_versions::fallback(pending.correlation_id).freeze()]),
-            Action::Forward => unreachable!("forwarded responses are never held"),
+            Action::Forward | Action::RawToken => unreachable!("forwarded responses are never held"),
         };
         let names = &*self.group.names;
         let rewritten = rewrite::rewrite(kind, pending.api_version, response, names);
@@ -351,40 +436,6 @@ impl Session {
             learner.learn(&self.group.name, &rewritten.named)?;
         }
         Ok(rewritten.pieces)
-    }
-}
-
-/// A direction's read side: it can wait until bytes arrive without holding a buffer, so that an
-/// idle connection holds none (10,000 idle connections would otherwise pin 1.25 GiB of buffers).
-pub trait Source: AsyncRead + Unpin {
-    fn ready(&mut self) -> impl std::future::Future<Output = io::Result<()>>;
-
-    /// The socket behind it, from which large frames can be spliced.
-    fn socket(&self) -> Option<&TcpStream> {
-        None
-    }
-}
-
-impl Source for tokio::net::tcp::OwnedReadHalf {
-    async fn ready(&mut self) -> io::Result<()> {
-        self.readable().await
-    }
-
-    fn socket(&self) -> Option<&TcpStream> {
-        Some(self.as_ref())
-    }
-}
-
-/// A direction's write side, and the socket behind it, to which large frames can be spliced.
-pub trait Sink: AsyncWrite + Unpin {
-    fn socket(&self) -> Option<&TcpStream> {
-        None
-    }
-}
-
-impl Sink for tokio::net::tcp::OwnedWriteHalf {
-    fn socket(&self) -> Option<&TcpStream> {
-        Some(self.as_ref())
     }
 }
 
@@ -521,15 +572,8 @@ async fn read_whole(from: &mut impl Source, buf: &mut BytesMut, len: usize) -> R
 pub mod testing {
     use super::*;
     use crate::topology::Topology;
-
-    /// In-memory streams have no readiness: the read itself waits.
-    impl<T: AsyncRead> Source for tokio::io::ReadHalf<T> {
-        async fn ready(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<T: AsyncWrite> Sink for tokio::io::WriteHalf<T> {}
+    use crate::upstream::Link;
+    use tokio::io::{AsyncRead, AsyncWrite};
 
     struct NoLearning;
 
@@ -548,7 +592,12 @@ pub mod testing {
             name: "test".into(),
             names,
             learner,
-            dialer: Arc::new(Dialer::new(Vec::new(), Arc::new(Topology::default()), Duration::from_secs(1), None)),
+            dialer: Arc::new(Dialer::new(
+                Vec::new(),
+                Arc::new(Topology::default()),
+                Link::plain(Duration::from_secs(1)),
+            )),
+            tls: None,
             limits,
             keepalive: None,
             recorder: None,
@@ -576,7 +625,7 @@ pub mod testing {
         names: Arc<dyn Advertise + Send + Sync>,
     ) -> Result<Closed, SessionError> {
         let session = Session::new(group(limits, names), Target::Bootstrap, SocketAddr::from(([127, 0, 0, 1], 0)));
-        let ((crd, cwr), (brd, bwr)) = (client.into_split(), broker.into_split());
+        let ((crd, cwr), (brd, bwr)) = (Stream::Tcp(client).split(), Stream::Tcp(broker).split());
         session.pump(crd, cwr, brd, bwr).await
     }
 }

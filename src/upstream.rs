@@ -11,7 +11,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, MetadataRequest, MetadataResponse, RequestHeader};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, MetadataRequest, MetadataResponse, RequestHeader, SaslAuthenticateRequest,
+    SaslHandshakeRequest,
+};
 use kafka_protocol::protocol::{Encodable, Message, StrBytes};
 use socket2::{SockRef, TcpKeepalive};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -19,9 +22,13 @@ use tokio::net::TcpStream;
 use tokio::time::timeout;
 
 use crate::broker::{Broker, HostPort, NameError, Rack};
+use crate::config::Sasl;
 use crate::rewrite::{RewriteError, api_versions, metadata};
+use crate::sasl::{self, Exchange, SaslError};
+use crate::stream::Stream;
+use crate::tls::{Connector, TlsError};
 use crate::topology::Topology;
-use crate::wire::SIZE_LEN;
+use crate::wire::{SIZE_LEN, WireError};
 
 /// The client id the gateway's own requests carry, visible in broker logs.
 const CLIENT_ID: &str = "kafka-gateway";
@@ -62,6 +69,10 @@ pub enum UpstreamError {
     Protocol { addr: HostPort, source: ProtocolError },
     #[error("{addr} refused {api}: error code {code}")]
     Refused { addr: HostPort, api: &'static str, code: i16 },
+    #[error("{addr}: {source}")]
+    Tls { addr: HostPort, source: TlsError },
+    #[error("{addr}: {source}")]
+    Sasl { addr: HostPort, source: SaslError },
     #[error("broker {0} is not known to the gateway (yet)")]
     UnknownBroker(i32),
     #[error("no upstream server answered: {}", Failures(.0))]
@@ -81,6 +92,10 @@ pub enum ProtocolError {
     NoMetadata,
     #[error("cannot encode the request: {0:#}")]
     Encode(anyhow::Error),
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    #[error("the answer starts like a TLS record: the broker's listener speaks TLS; configure [upstream.tls]")]
+    TlsAnswer,
 }
 
 /// Several failures, one after the other.
@@ -98,32 +113,72 @@ impl fmt::Display for Failures<'_> {
     }
 }
 
+/// How the gateway reaches the brokers: timeouts, keepalive, TLS, and the SASL its own connections
+/// authenticate with.
+#[derive(Clone)]
+pub struct Link {
+    pub connect_timeout: Duration,
+    pub keepalive: Option<Duration>,
+    pub tls: Option<Arc<Connector>>,
+    pub sasl: Option<Sasl>,
+}
+
+impl Link {
+    /// The link `[upstream]` describes, its TLS material loaded.
+    pub fn load(config: &crate::config::Config) -> Result<Self, TlsError> {
+        let upstream = &config.upstream;
+        Ok(Self {
+            connect_timeout: upstream.connect_timeout,
+            keepalive: config.tcp_keepalive,
+            tls: upstream.tls.as_ref().map(Connector::load).transpose()?.map(Arc::new),
+            sasl: upstream.sasl.clone(),
+        })
+    }
+
+    /// Plain TCP, no SASL: what tests and tools reach a gateway or a test broker with.
+    pub fn plain(connect_timeout: Duration) -> Self {
+        Self { connect_timeout, keepalive: None, tls: None, sasl: None }
+    }
+
+    /// Dials `addr` and applies the socket options of both sides of a session, then TLS if the
+    /// link has it (its certificate checked for `addr`'s host, as a client would).
+    pub async fn connect(&self, addr: &HostPort) -> Result<Stream, UpstreamError> {
+        let limit = self.connect_timeout;
+        let tcp = match timeout(limit, TcpStream::connect((addr.host.as_str(), addr.port))).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(source)) => return Err(UpstreamError::Connect { addr: addr.clone(), source }),
+            Err(_) => return Err(UpstreamError::ConnectTimeout { addr: addr.clone(), timeout: limit }),
+        };
+        tune(&tcp, self.keepalive).map_err(|source| UpstreamError::Io { addr: addr.clone(), source })?;
+        let Some(tls) = &self.tls else { return Ok(Stream::Tcp(tcp)) };
+        match timeout(limit, tls.connect(&addr.host, tcp)).await {
+            Ok(Ok(stream)) => Ok(Stream::Tls(Box::new(stream))),
+            Ok(Err(source)) => Err(UpstreamError::Tls { addr: addr.clone(), source }),
+            Err(_) => Err(UpstreamError::ConnectTimeout { addr: addr.clone(), timeout: limit }),
+        }
+    }
+}
+
 /// Dials what a target reaches: a known broker at the address the cluster advertises for it, or
 /// the bootstrap servers in turn (then every known broker), starting one further each time so that
 /// connections spread over them.
 pub struct Dialer {
     bootstrap: Vec<HostPort>,
     topology: Arc<Topology>,
-    connect_timeout: Duration,
-    keepalive: Option<Duration>,
+    link: Link,
     next: AtomicUsize,
 }
 
 impl Dialer {
-    pub fn new(
-        bootstrap: Vec<HostPort>,
-        topology: Arc<Topology>,
-        connect_timeout: Duration,
-        keepalive: Option<Duration>,
-    ) -> Self {
-        Self { bootstrap, topology, connect_timeout, keepalive, next: AtomicUsize::new(0) }
+    pub fn new(bootstrap: Vec<HostPort>, topology: Arc<Topology>, link: Link) -> Self {
+        Self { bootstrap, topology, link, next: AtomicUsize::new(0) }
     }
 
-    pub async fn dial(&self, target: Target) -> Result<TcpStream, UpstreamError> {
+    pub async fn dial(&self, target: Target) -> Result<Stream, UpstreamError> {
         match target {
             Target::Broker(node_id) => {
                 let addr = self.topology.upstream(node_id).ok_or(UpstreamError::UnknownBroker(node_id))?;
-                let stream = connect(&addr, self.connect_timeout, self.keepalive).await?;
+                let stream = self.link.connect(&addr).await?;
                 tracing::debug!(node_id, upstream = %addr, "connected to broker");
                 Ok(stream)
             }
@@ -133,7 +188,7 @@ impl Dialer {
                 candidates[..self.bootstrap.len()].rotate_left(start);
                 let mut failures = Vec::new();
                 for addr in &candidates {
-                    match connect(addr, self.connect_timeout, self.keepalive).await {
+                    match self.link.connect(addr).await {
                         Ok(stream) => {
                             tracing::debug!(upstream = %addr, "connected to bootstrap server");
                             return Ok(stream);
@@ -157,24 +212,9 @@ impl Dialer {
         all
     }
 
-    pub fn connect_timeout(&self) -> Duration {
-        self.connect_timeout
+    pub fn link(&self) -> &Link {
+        &self.link
     }
-}
-
-/// Dials `addr` and applies the socket options of both sides of a session.
-pub async fn connect(
-    addr: &HostPort,
-    limit: Duration,
-    keepalive: Option<Duration>,
-) -> Result<TcpStream, UpstreamError> {
-    let stream = match timeout(limit, TcpStream::connect((addr.host.as_str(), addr.port))).await {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(source)) => return Err(UpstreamError::Connect { addr: addr.clone(), source }),
-        Err(_) => return Err(UpstreamError::ConnectTimeout { addr: addr.clone(), timeout: limit }),
-    };
-    tune(&stream, keepalive).map_err(|source| UpstreamError::Io { addr: addr.clone(), source })?;
-    Ok(stream)
 }
 
 /// No Nagle delay (Kafka clients and brokers set it too), and keepalive so that idle connections
@@ -200,10 +240,10 @@ pub struct ClusterView {
 }
 
 /// Asks the servers in turn for the cluster's brokers; the first that answers describes it.
-pub async fn describe_cluster(servers: &[HostPort], limit: Duration) -> Result<ClusterView, UpstreamError> {
+pub async fn describe_cluster(servers: &[HostPort], link: &Link) -> Result<ClusterView, UpstreamError> {
     let mut failures = Vec::new();
     for addr in servers {
-        match describe_via(addr, limit).await {
+        match describe_via(addr, link).await {
             Ok(view) => return Ok(view),
             Err(e) => failures.push(e),
         }
@@ -212,8 +252,8 @@ pub async fn describe_cluster(servers: &[HostPort], limit: Duration) -> Result<C
 }
 
 /// Asks one server for the cluster's brokers.
-pub async fn describe_via(addr: &HostPort, limit: Duration) -> Result<ClusterView, UpstreamError> {
-    let mut conn = Connection::open(addr, limit).await?;
+pub async fn describe_via(addr: &HostPort, link: &Link) -> Result<ClusterView, UpstreamError> {
+    let mut conn = Connection::open(addr, link).await?;
     let protocol = |e: RewriteError| UpstreamError::Protocol { addr: addr.clone(), source: e.into() };
     // Answers are read by the same walkers as rewrites: broker bytes never meet a decoder that
     // allocates by lengths from the wire.
@@ -247,16 +287,54 @@ pub async fn describe_via(addr: &HostPort, limit: Duration) -> Result<ClusterVie
 
 /// One connection of the gateway's own client: one request at a time.
 pub struct Connection {
-    stream: TcpStream,
+    stream: Stream,
     addr: HostPort,
     limit: Duration,
     next_id: i32,
 }
 
 impl Connection {
-    /// Connects to `addr`; `limit` bounds the connect and every later exchange.
-    pub async fn open(addr: &HostPort, limit: Duration) -> Result<Self, UpstreamError> {
-        Ok(Self { stream: connect(addr, limit, None).await?, addr: addr.clone(), limit, next_id: 1 })
+    /// Connects to `addr` (TLS if the link has it) and authenticates with the link's SASL;
+    /// `connect_timeout` bounds the connect and every later exchange.
+    pub async fn open(addr: &HostPort, link: &Link) -> Result<Self, UpstreamError> {
+        let stream = link.connect(addr).await?;
+        let mut conn = Self { stream, addr: addr.clone(), limit: link.connect_timeout, next_id: 1 };
+        if let Some(sasl) = &link.sasl {
+            conn.authenticate(sasl).await?;
+        }
+        Ok(conn)
+    }
+
+    /// SaslHandshake v1, then SaslAuthenticate v1 until the mechanism has said everything.
+    async fn authenticate(&mut self, config: &Sasl) -> Result<(), UpstreamError> {
+        let addr = self.addr.clone();
+        let sasl = |source| UpstreamError::Sasl { addr: addr.clone(), source };
+        let wire = |e: WireError| UpstreamError::Protocol { addr: addr.clone(), source: e.into() };
+        let mechanism = config.mechanism.name();
+        let request = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(mechanism));
+        let frame = self.call_raw(ApiKey::SaslHandshake, 1, &request).await?;
+        let (code, offered) = sasl::read_handshake(&frame).map_err(wire)?;
+        match code {
+            0 => {}
+            // UNSUPPORTED_SASL_MECHANISM
+            33 => {
+                let offered = offered.into_iter().map(str::to_owned).collect();
+                return Err(sasl(SaslError::Unsupported { wanted: mechanism, offered }));
+            }
+            code => return Err(sasl(SaslError::Handshake(code))),
+        }
+        let mut exchange = Exchange::start(config).map_err(sasl)?;
+        let mut token = exchange.step(None).map_err(sasl)?;
+        while let Some(bytes) = token {
+            let request = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(bytes));
+            let frame = self.call_raw(ApiKey::SaslAuthenticate, 1, &request).await?;
+            let (code, message, answer) = sasl::read_authenticate(&frame).map_err(wire)?;
+            if code != 0 {
+                return Err(sasl(exchange.refused(message)));
+            }
+            token = if exchange.is_done() { None } else { exchange.step(Some(answer)).map_err(sasl)? };
+        }
+        Ok(())
     }
 
     /// Sends one request and returns its response frame (size prefix included), after checking
@@ -284,7 +362,12 @@ impl Connection {
 
         let exchange = async {
             self.stream.write_all(&out).await?;
+            self.stream.flush().await?;
             let size = self.stream.read_i32().await?;
+            // 0x15 0x03 (a TLS alert) or 0x16 0x03 (a handshake): a TLS listener answered plaintext.
+            if matches!(size.to_be_bytes(), [0x15 | 0x16, 0x03, _, _]) && self.stream.is_tcp() {
+                return Ok(Err(ProtocolError::TlsAnswer));
+            }
             let len = usize::try_from(size).ok().filter(|&l| (4..=MAX_OWN_RESPONSE).contains(&l));
             let Some(len) = len else {
                 return Ok(Err(ProtocolError::Size(size)));

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use kafka_gateway::upstream::Connection;
+use kafka_gateway::upstream::{Connection, Link};
 use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
 use support::*;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -160,7 +160,7 @@ async fn run_serves_logs_bad_frames_and_stops_on_sigterm() {
     assert_ne!(open_files[3], "256", "{limits}");
 
     let addr = kafka_gateway::broker::HostPort { host: "127.0.0.1".into(), port: base };
-    let mut conn = Connection::open(&addr, Duration::from_secs(5)).await.unwrap();
+    let mut conn = Connection::open(&addr, &Link::plain(Duration::from_secs(5))).await.unwrap();
     let metadata: MetadataResponse =
         conn.call(ApiKey::Metadata, 12, &MetadataRequest::default().with_topics(Some(vec![]))).await.unwrap();
     let hosts: Vec<_> = metadata.brokers.iter().map(|b| b.host.to_string()).collect();

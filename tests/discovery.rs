@@ -7,8 +7,8 @@ mod support;
 use std::time::Duration;
 
 use kafka_gateway::broker::HostPort;
-use kafka_gateway::upstream::Connection;
 use kafka_gateway::upstream::Target;
+use kafka_gateway::upstream::{Connection, Link};
 use kafka_gateway::{Config, Gateway};
 use kafka_protocol::messages::*;
 use support::*;
@@ -44,7 +44,7 @@ fn brokers_listening(gateway: &Gateway) -> Vec<i32> {
 }
 
 async fn metadata_via(addr: &HostPort) -> MetadataResponse {
-    let mut conn = Connection::open(addr, Duration::from_secs(5)).await.unwrap();
+    let mut conn = Connection::open(addr, &Link::plain(Duration::from_secs(5))).await.unwrap();
     conn.call(ApiKey::Metadata, 12, &MetadataRequest::default().with_topics(Some(vec![]))).await.unwrap()
 }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 use kafka_gateway::Config;
 use kafka_gateway::broker::HostPort;
 use kafka_gateway::fixture::{self, Case, Expect};
-use kafka_gateway::upstream::Connection;
+use kafka_gateway::upstream::{Connection, Link};
 use kafka_protocol::messages::{ApiKey, FindCoordinatorRequest, MetadataRequest, MetadataResponse};
 use kafka_protocol::protocol::StrBytes;
 use support::*;
@@ -163,7 +163,7 @@ async fn what_the_gateway_records_replays_with_the_same_configuration() {
     config.record_dir = Some(dir.path().to_path_buf());
     let _gateway = start(config.clone()).await;
     let addr = HostPort { host: "127.0.0.1".into(), port: base };
-    let mut conn = Connection::open(&addr, Duration::from_secs(5)).await.unwrap();
+    let mut conn = Connection::open(&addr, &Link::plain(Duration::from_secs(5))).await.unwrap();
     for version in [0, 4, 12] {
         let request = MetadataRequest::default().with_topics(Some(vec![]));
         let _: MetadataResponse = conn.call(ApiKey::Metadata, version, &request).await.unwrap();

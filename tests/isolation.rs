@@ -6,7 +6,7 @@ mod support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use kafka_gateway::upstream::Connection;
+use kafka_gateway::upstream::{Connection, Link};
 use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -37,7 +37,7 @@ async fn bad_frames_close_only_their_connection_while_a_client_produces() {
     link.set_hosts(&AWS_NAMES);
 
     // A connection opened before the trouble, used again after it.
-    let mut bystander = Connection::open(&host_port(broker_1), Duration::from_secs(5)).await.unwrap();
+    let mut bystander = Connection::open(&host_port(broker_1), &Link::plain(Duration::from_secs(5))).await.unwrap();
     let request = MetadataRequest::default().with_topics(Some(vec![]));
     let before: MetadataResponse = bystander.call(ApiKey::Metadata, 12, &request).await.unwrap();
 

@@ -70,9 +70,6 @@ pub const LIMITS: &[Limit] = &[
     upto(ApiKey::DescribeQuorum, 1, "v2+ responses carry the controllers' listeners"),
     Limit { key: ApiKey::ShareFetch, versions: None, why: "responses carry node_endpoints" },
     Limit { key: ApiKey::ShareAcknowledge, versions: None, why: "responses carry node_endpoints" },
-    // SaslHandshake v0 is followed by raw SASL tokens without Kafka headers, which a frame-level
-    // gateway cannot follow; v1 (Kafka 1.0+) wraps them in SaslAuthenticate requests.
-    Limit { key: ApiKey::SaslHandshake, versions: Some((1, i16::MAX)), why: "v0 sends raw SASL tokens" },
 ];
 
 /// The versions of `key` allowed through the gateway, if it is limited at all.

@@ -45,6 +45,9 @@ pub enum Action {
     /// An ApiVersions request newer than the gateway can edit: the broker's answer is replaced by the
     /// KIP-511 fallback (error 35 in the v0 layout) so the client retries at a version we know.
     ApiVersionsFallback,
+    /// A bare SASL token after SaslHandshake v0: no header, no correlation id; the answer is a bare
+    /// token too, forwarded as it comes (see sasl.rs).
+    RawToken,
 }
 
 /// A request at a version whose response could carry an address the gateway cannot rewrite.

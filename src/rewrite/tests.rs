@@ -296,7 +296,7 @@ fn api_versions_are_capped_removed_or_left_alone() {
         (0, 3, 14),     // Produce from a future broker: capped at what the gateway decodes
         (1, 4, 19),     // Fetch likewise
         (3, 0, 14),     // Metadata from a future broker: capped at what we decode
-        (17, 0, 1),     // SaslHandshake: v0 removed
+        (17, 0, 1),     // SaslHandshake: untouched (v0's bare tokens are followed)
         (18, 0, 5),     // ApiVersions
         (55, 0, 2),     // DescribeQuorum: capped at 1
         (78, 1, 1),     // ShareFetch: removed
@@ -318,7 +318,7 @@ fn api_versions_are_capped_removed_or_left_alone() {
                 (0, 3, 13),
                 (1, 4, 18),
                 (3, 0, 13),
-                (17, 1, 1),
+                (17, 0, 1),
                 (18, 0, 4),
                 (55, 0, 1),
                 (89, 0, 0),
@@ -379,7 +379,8 @@ fn plans_follow_the_limits() {
     assert_eq!(plan(89, 0), Ok(Action::Forward));
     assert_eq!(plan(-3, 0), Ok(Action::Forward));
     assert_eq!(plan(10_010, 7), Ok(Action::Forward));
-    for (key, version) in [(0, 14), (1, 19), (3, 14), (55, 2), (78, 1), (79, 1), (17, 0), (60, 3), (10, 7), (32, 5)] {
+    assert_eq!(plan(17, 0), Ok(Action::Forward), "SaslHandshake v0: its bare tokens are followed by the session");
+    for (key, version) in [(0, 14), (1, 19), (3, 14), (55, 2), (78, 1), (79, 1), (60, 3), (10, 7), (32, 5)] {
         let err = plan(key, version).unwrap_err();
         assert_eq!((err.api_key, err.api_version), (key, version));
     }

@@ -7,7 +7,7 @@ use super::BusyPoll;
 use crate::Config;
 use crate::broker::HostPort;
 use crate::session::{Group, Limits, Session};
-use crate::upstream::{Dialer, Target};
+use crate::upstream::{Dialer, Link, Target};
 
 /// A connected pair of loopback sockets: (the one watched, the one that writes to it).
 fn pair() -> (TcpStream, TcpStream) {
@@ -94,7 +94,8 @@ fn the_gateways_runtime_wakes_for_bytes_on_a_session_socket() {
         name: "a".into(),
         names: Arc::new(crate::fixture::Names { group: config.groups[0].clone(), racks: Default::default() }),
         learner: std::sync::Weak::<crate::gateway::Gateway>::new(),
-        dialer: Arc::new(Dialer::new(vec![upstream], Default::default(), LONG, None)),
+        dialer: Arc::new(Dialer::new(vec![upstream], Default::default(), Link::plain(LONG))),
+        tls: None,
         limits: Limits { request: 1 << 20, response: 1 << 20, splice_min: 0 },
         keepalive: None,
         recorder: None,
