@@ -5,6 +5,7 @@
 //! cargo run --example kafka_client -- metadata --bootstrap 127.0.0.1:9092
 //! cargo run --example kafka_client -- produce  --bootstrap 127.0.0.1:9092 --topic t --count 10000
 //! cargo run --example kafka_client -- consume  --bootstrap 127.0.0.1:9092 --topic t --group g --count 10000
+//! cargo run --example kafka_client -- metadata --bootstrap b1.example:9093 -X security.protocol=SSL -X ssl.ca.location=ca.pem
 //! ```
 //!
 //! Every command prints one result line that a script can parse, and exits non-zero on failure.
@@ -27,6 +28,10 @@ use rdkafka::types::RDKafkaErrorCode;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// A librdkafka property for every client this run makes, as kcat takes it (repeatable):
+    /// -X security.protocol=SASL_SSL -X sasl.mechanism=SCRAM-SHA-512 …
+    #[arg(short = 'X', global = true, value_name = "KEY=VALUE")]
+    properties: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -73,10 +78,16 @@ enum Command {
     },
 }
 
+/// The `-X` properties of this run, set on every client it makes.
+static PROPERTIES: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+
 /// librdkafka's `debug` property from `KAFKA_CLIENT_DEBUG` (e.g. `broker,fetch,cgrp`), to diagnose.
 fn config(bootstrap: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", bootstrap);
+    for (key, value) in PROPERTIES.get().into_iter().flatten() {
+        config.set(key, value);
+    }
     if let Ok(debug) = std::env::var("KAFKA_CLIENT_DEBUG") {
         // rdkafka derives librdkafka's log level from the `log` crate's, which is off here.
         config.set("debug", debug).set_log_level(RDKafkaLogLevel::Debug);
@@ -86,7 +97,16 @@ fn config(bootstrap: &str) -> ClientConfig {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    let mut properties = Vec::new();
+    for property in &cli.properties {
+        match property.split_once('=') {
+            Some((key, value)) => properties.push((key.to_owned(), value.to_owned())),
+            None => return fail(&format!("-X {property}: not KEY=VALUE")),
+        }
+    }
+    PROPERTIES.set(properties).expect("set once");
+    match cli.command {
         Command::Metadata { bootstrap, timeout_secs } => metadata(&bootstrap, Duration::from_secs(timeout_secs)),
         Command::Produce { bootstrap, topic, count, size, pause_every, message_timeout_ms } => {
             let producer = config(bootstrap.as_str())

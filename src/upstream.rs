@@ -6,6 +6,7 @@
 //! never an address a client sent.
 
 use std::fmt;
+use std::io::ErrorKind;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -96,6 +97,11 @@ pub enum ProtocolError {
     Wire(#[from] WireError),
     #[error("the answer starts like a TLS record: the broker's listener speaks TLS; configure [upstream.tls]")]
     TlsAnswer,
+    #[error(
+        "the server closed the connection without answering (a TLS listener does that to plaintext: \
+         configure [upstream.tls]; a SASL listener to an unauthenticated client: configure [upstream.sasl])"
+    )]
+    Closed,
 }
 
 /// Several failures, one after the other.
@@ -363,7 +369,12 @@ impl Connection {
         let exchange = async {
             self.stream.write_all(&out).await?;
             self.stream.flush().await?;
-            let size = self.stream.read_i32().await?;
+            let size = match self.stream.read_i32().await {
+                Err(e) if matches!(e.kind(), ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset) => {
+                    return Ok(Err(ProtocolError::Closed));
+                }
+                size => size?,
+            };
             // 0x15 0x03 (a TLS alert) or 0x16 0x03 (a handshake): a TLS listener answered plaintext.
             if matches!(size.to_be_bytes(), [0x15 | 0x16, 0x03, _, _]) && self.stream.is_tcp() {
                 return Ok(Err(ProtocolError::TlsAnswer));

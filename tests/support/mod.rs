@@ -26,6 +26,55 @@ pub const AWS_NAMES: [&str; 3] = [
     "b3.usw2-az3.unique_name.aws.plc.tidbcloud.com",
 ];
 
+pub mod tls;
+
+/// The gateway's log lines, captured for tests that assert what an operator would read, and
+/// passed on to the test's output.
+#[derive(Clone, Default)]
+pub struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Logs {
+    /// Installs the capture as the process's subscriber (each test runs in a process of its own).
+    pub fn capture() -> Self {
+        let logs = Self::default();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("info,kafka_gateway=debug"))
+            .with_ansi(false)
+            .with_writer(logs.clone())
+            .try_init();
+        logs
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    /// Waits until a line containing `needle` was logged.
+    pub async fn wait_for(&self, needle: &str) -> bool {
+        eventually(Duration::from_secs(15), || self.text().contains(needle)).await
+    }
+}
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        eprint!("{}", String::from_utf8_lossy(buf));
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
+    type Writer = Logs;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
 /// A 3-broker mock cluster with the guides' racks.
 pub fn mock_cluster() -> Mock {
     let mock = MockCluster::new(3).expect("a mock cluster");
