@@ -121,7 +121,7 @@ impl TlsCluster {
         let base = free_ports(3);
         let ports = [base + 1, base + 2, base + 3];
         let dir = tempfile::tempdir().unwrap();
-        let mut conf = format!("foreground = yes\npid =\ndebug = 3\n");
+        let mut conf = String::from("foreground = yes\npid =\ndebug = 3\n");
         for (n, (port, broker)) in ports.iter().zip(&plaintext).enumerate() {
             conf += &format!(
                 "[broker{}]\naccept = 127.0.0.1:{port}\nconnect = {broker}\ncert = {}\nkey = {}\n",
