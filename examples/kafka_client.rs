@@ -127,7 +127,7 @@ async fn main() -> ExitCode {
 }
 
 fn metadata(bootstrap: &str, timeout: Duration) -> ExitCode {
-    let producer: FutureProducer = match config(bootstrap).create() {
+    let producer: FutureProducer<Stderr> = match config(bootstrap).create_with_context(Stderr) {
         Ok(p) => p,
         Err(e) => return fail(&format!("client: {e}")),
     };

@@ -123,6 +123,8 @@ pub enum SessionError {
     Dial(Box<UpstreamError>),
     #[error(transparent)]
     Frame(#[from] FrameError),
+    #[error("the broker sent a malformed response: {0}")]
+    BadResponse(FrameError),
     #[error(transparent)]
     Refused(#[from] Refused),
     #[error(transparent)]
@@ -179,6 +181,7 @@ impl SessionError {
             | SessionError::Order(_)
             | SessionError::Truncated
             | SessionError::NoAnswer
+            | SessionError::BadResponse(_)
             | SessionError::Rewrite(RewriteError::Malformed { .. }) => Side::Broker,
             SessionError::Rewrite(_)
             | SessionError::Learn(_)
@@ -370,14 +373,22 @@ impl Session {
                 let next = &buf[place.ready..];
                 if inflight.next_action() == Some(Action::RawToken) {
                     // The answer to a bare SASL token is a bare token, possibly empty.
-                    let Peek::Ready(len) = frame::frame_len(next, 0, limits.request)? else { break };
+                    let Peek::Ready(len) =
+                        frame::frame_len(next, 0, limits.request).map_err(SessionError::BadResponse)?
+                    else {
+                        break;
+                    };
                     inflight.answer_raw(len - frame::SIZE_LEN);
                     (answered, place.rest) = (true, len);
                     continue;
                 }
                 // Forwarded responses may be as large as the client asked for; the limit applies to
                 // what the gateway must hold in memory to rewrite.
-                let Peek::Ready(len) = frame::frame_len(next, MIN_RESPONSE, i32::MAX as usize)? else { break };
+                let Peek::Ready(len) =
+                    frame::frame_len(next, MIN_RESPONSE, i32::MAX as usize).map_err(SessionError::BadResponse)?
+                else {
+                    break;
+                };
                 let Peek::Ready(correlation_id) = frame::peek_correlation_id(next) else { break };
                 let pending = inflight.answer(correlation_id)?;
                 answered = true;

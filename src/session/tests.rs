@@ -379,3 +379,73 @@ async fn a_broker_closing_within_a_spliced_response_is_a_truncated_response() {
     assert!(matches!(err, SessionError::Truncated), "{err}");
     assert_eq!(read_exactly(&mut client, 300_000).await, whole[..300_000]);
 }
+
+/// A SaslHandshake v0 request for `mechanism`.
+fn handshake_v0(correlation_id: i32, mechanism: &str) -> Vec<u8> {
+    let mut body = (mechanism.len() as i16).to_be_bytes().to_vec();
+    body.extend(mechanism.as_bytes());
+    request(17, 0, correlation_id, &body)
+}
+
+/// A bare SASL token: a size and the bytes, no header.
+fn bare(token: &[u8]) -> Vec<u8> {
+    let mut f = (token.len() as i32).to_be_bytes().to_vec();
+    f.extend(token);
+    f
+}
+
+#[tokio::test]
+async fn bare_sasl_tokens_after_a_v0_handshake_cross_as_they_are() {
+    let mut r = rig(1 << 16, 1 << 20);
+    // SCRAM: the handshake, then two bare client tokens (the first starts with bytes that would
+    // read as a Produce header), then an ordinary request once authenticated.
+    let sent = [
+        handshake_v0(1, "SCRAM-SHA-256"),
+        bare(b"\0\0\0\x01n,,n=alice,r=abc"),
+        bare(b"c=biws,r=abcdef,p=proof"),
+        request(3, 1, 2, &[0, 0, 0, 0]),
+    ];
+    r.client.write_all(&sent.concat()).await.unwrap();
+    assert_eq!(read_exactly(&mut r.broker, sent.iter().map(Vec::len).sum()).await, sent.concat());
+    // The handshake's answer, then bare answers (the last empty, as PLAIN's success is), then a
+    // Metadata v1 answer with no brokers, which the session still reads as a Kafka response.
+    let answers = [
+        response(1, &[0, 0, 0, 0, 0, 0]),
+        bare(b"r=abcdef,s=c2FsdA==,i=4096"),
+        bare(b""),
+        response(2, &[0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]),
+    ];
+    r.broker.write_all(&answers.concat()).await.unwrap();
+    let back = read_exactly(&mut r.client, answers.iter().map(Vec::len).sum()).await;
+    assert_eq!(back, answers.concat());
+    assert!(!r.proxy.is_finished());
+}
+
+#[tokio::test]
+async fn a_v0_handshake_whose_tokens_cannot_be_followed_is_refused() {
+    let mut r = rig(64, 1 << 20);
+    r.client.write_all(&handshake_v0(1, "GSSAPI")).await.unwrap();
+    let err = r.proxy.await.unwrap().unwrap_err();
+    assert!(matches!(&err, SessionError::RawSasl(m) if m == "GSSAPI"), "{err}");
+    assert_eq!(err.side(), Side::Client);
+    let mut forwarded = Vec::new();
+    r.broker.read_to_end(&mut forwarded).await.unwrap();
+    assert!(forwarded.is_empty(), "nothing of the refused handshake reached the broker");
+}
+
+#[tokio::test]
+async fn errors_name_their_side() {
+    // A malformed request is the client's; a response out of order is the broker's; a response the
+    // gateway may not hold is its own limit's.
+    let mut r = rig(1024, 1 << 20);
+    r.client.write_all(&[0xff, 0xff, 0xff, 0xf0]).await.unwrap();
+    assert_eq!(r.proxy.await.unwrap().unwrap_err().side(), Side::Client);
+    let mut r = rig(1024, 1 << 20);
+    r.broker.write_all(&response(9, b"?")).await.unwrap();
+    assert_eq!(r.proxy.await.unwrap().unwrap_err().side(), Side::Broker);
+    let mut r = rig(1 << 16, 1000);
+    r.client.write_all(&request(3, 12, 1, &[])).await.unwrap();
+    read_exactly(&mut r.broker, 18).await;
+    r.broker.write_all(&response(1, &[0; 2000])).await.unwrap();
+    assert_eq!(r.proxy.await.unwrap().unwrap_err().side(), Side::Gateway);
+}

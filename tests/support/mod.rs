@@ -26,6 +26,7 @@ pub const AWS_NAMES: [&str; 3] = [
     "b3.usw2-az3.unique_name.aws.plc.tidbcloud.com",
 ];
 
+pub mod sasl;
 pub mod tls;
 
 /// The gateway's log lines, captured for tests that assert what an operator would read, and
@@ -82,6 +83,59 @@ pub fn mock_cluster() -> Mock {
         mock.broker_rack(i as i32 + 1, rack).expect("a rack");
     }
     mock
+}
+
+/// A 3-broker mock cluster (the guides' racks) whose brokers can be made to advertise other ports:
+/// those of a front (stunnel, a SASL listener) that clients must go through. It belongs to a client
+/// of its own, leaked so that the cluster can be borrowed for the whole test.
+pub struct OwnedMock {
+    owner: &'static rdkafka::client::Client<rdkafka::client::DefaultClientContext>,
+}
+
+impl OwnedMock {
+    pub fn new() -> Self {
+        let mut config = rdkafka::config::ClientConfig::new();
+        config.set("test.mock.num.brokers", "3");
+        let native = config.create_native_config().unwrap();
+        let owner = rdkafka::client::Client::new(
+            &config,
+            native,
+            rdkafka::types::RDKafkaType::RD_KAFKA_PRODUCER,
+            rdkafka::client::DefaultClientContext,
+        )
+        .unwrap();
+        let owned = Self { owner: Box::leak(Box::new(owner)) };
+        for (i, rack) in RACKS.iter().enumerate() {
+            owned.mock().broker_rack(i as i32 + 1, rack).unwrap();
+        }
+        owned
+    }
+
+    pub fn mock(&self) -> MockCluster<'static, rdkafka::client::DefaultClientContext> {
+        self.owner.mock_cluster().expect("a mock cluster")
+    }
+
+    /// The brokers' own addresses, broker 1 first.
+    pub fn plaintext(&self) -> Vec<String> {
+        self.mock().bootstrap_servers().split(',').map(str::to_owned).collect()
+    }
+
+    /// Makes the brokers advertise `ports` (broker N on `ports[N - 1]`) on 127.0.0.1.
+    pub fn advertise(&self, ports: &[u16]) {
+        // SAFETY: `owner` created the mock cluster and lives as long as the process; librdkafka
+        // copies the host string.
+        unsafe {
+            let cluster = rdkafka::bindings::rd_kafka_handle_mock_cluster(self.owner.native_ptr());
+            for (n, &port) in ports.iter().enumerate() {
+                rdkafka::bindings::rd_kafka_mock_broker_set_host_port(
+                    cluster,
+                    n as i32 + 1,
+                    c"127.0.0.1".as_ptr(),
+                    port.into(),
+                );
+            }
+        }
+    }
 }
 
 /// The AWS per-AZ listener group of the guide in front of `bootstrap`.

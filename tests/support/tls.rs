@@ -11,12 +11,10 @@ use std::time::{Duration, Instant};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
 };
-use rdkafka::client::{Client, DefaultClientContext};
-use rdkafka::config::ClientConfig;
+use rdkafka::client::DefaultClientContext;
 use rdkafka::mocking::MockCluster;
-use rdkafka::types::RDKafkaType;
 
-use super::{RACKS, free_ports};
+use super::{OwnedMock, free_ports};
 
 /// A certificate authority in a temporary directory, and the certificates it signs.
 pub struct Pki {
@@ -92,95 +90,82 @@ impl Pki {
     }
 }
 
-/// librdkafka's mock cluster (3 brokers, the guides' racks) reachable only through stunnel: the
-/// brokers advertise stunnel's ports.
-pub struct TlsCluster {
-    /// The mock's own client, leaked so that the cluster can be borrowed for the whole test.
-    owner: &'static Client<DefaultClientContext>,
-    /// stunnel's port for broker N is `ports[N - 1]`.
-    pub ports: [u16; 3],
-    /// The brokers' own plaintext addresses (not advertised).
-    pub plaintext: Vec<String>,
-    stunnel: Child,
+/// stunnel (Debian's stunnel4, OpenSSL) terminating TLS in front of `targets`, one port each.
+pub struct Stunnel {
+    /// stunnel's port for `targets[N]` is `ports[N]`.
+    pub ports: Vec<u16>,
+    child: Child,
     _dir: tempfile::TempDir,
 }
 
-impl TlsCluster {
-    /// The cluster behind stunnel, which presents `cert` for every broker.
-    pub fn start(cert: &Leaf) -> Self {
-        let mut config = ClientConfig::new();
-        config.set("test.mock.num.brokers", "3");
-        let native = config.create_native_config().unwrap();
-        let owner = Client::new(&config, native, RDKafkaType::RD_KAFKA_PRODUCER, DefaultClientContext).unwrap();
-        let owner: &'static Client<DefaultClientContext> = Box::leak(Box::new(owner));
-        let mock = owner.mock_cluster().expect("a mock cluster");
-        for (i, rack) in RACKS.iter().enumerate() {
-            mock.broker_rack(i as i32 + 1, rack).unwrap();
-        }
-        let plaintext: Vec<String> = mock.bootstrap_servers().split(',').map(str::to_owned).collect();
-        let base = free_ports(3);
-        let ports = [base + 1, base + 2, base + 3];
+impl Stunnel {
+    /// Presents `cert` on a port per target.
+    pub fn start(cert: &Leaf, targets: &[String]) -> Self {
+        let base = free_ports(targets.len() as u16);
+        let ports: Vec<u16> = (1..=targets.len() as u16).map(|n| base + n).collect();
         let dir = tempfile::tempdir().unwrap();
         let mut conf = String::from("foreground = yes\npid =\ndebug = 3\n");
-        for (n, (port, broker)) in ports.iter().zip(&plaintext).enumerate() {
+        for (n, (port, target)) in ports.iter().zip(targets).enumerate() {
             conf += &format!(
-                "[broker{}]\naccept = 127.0.0.1:{port}\nconnect = {broker}\ncert = {}\nkey = {}\n",
-                n + 1,
+                "[service{n}]\naccept = 127.0.0.1:{port}\nconnect = {target}\ncert = {}\nkey = {}\n",
                 cert.cert.display(),
                 cert.key.display()
             );
         }
         let conf_path = dir.path().join("stunnel.conf");
         std::fs::write(&conf_path, conf).unwrap();
-        let stunnel = Command::new("stunnel4")
+        let child = Command::new("stunnel4")
             .arg(&conf_path)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("stunnel4 (scripts/test-tools installs it)");
         let deadline = Instant::now() + Duration::from_secs(10);
-        for port in ports {
+        for &port in &ports {
             while TcpStream::connect(("127.0.0.1", port)).is_err() {
                 assert!(Instant::now() < deadline, "stunnel did not open {port}");
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
-        let cluster = Self { owner, ports, plaintext, stunnel, _dir: dir };
-        cluster.advertise(&ports);
-        cluster
-    }
-
-    pub fn mock(&self) -> MockCluster<'static, DefaultClientContext> {
-        self.owner.mock_cluster().expect("a mock cluster")
+        Self { ports, child, _dir: dir }
     }
 
     /// stunnel's addresses, as clients bootstrap from them.
     pub fn bootstrap(&self) -> String {
-        self.ports.map(|p| format!("127.0.0.1:{p}")).join(",")
-    }
-
-    /// Makes the brokers advertise `ports` (broker N on `ports[N - 1]`) on 127.0.0.1.
-    fn advertise(&self, ports: &[u16]) {
-        // SAFETY: `owner` created the mock cluster and lives as long as the process; librdkafka
-        // copies the host string.
-        unsafe {
-            let cluster = rdkafka::bindings::rd_kafka_handle_mock_cluster(self.owner.native_ptr());
-            for (n, &port) in ports.iter().enumerate() {
-                rdkafka::bindings::rd_kafka_mock_broker_set_host_port(
-                    cluster,
-                    n as i32 + 1,
-                    c"127.0.0.1".as_ptr(),
-                    port.into(),
-                );
-            }
-        }
+        self.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(",")
     }
 }
 
-impl Drop for TlsCluster {
+impl Drop for Stunnel {
     fn drop(&mut self) {
-        let _ = self.stunnel.kill();
-        let _ = self.stunnel.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// librdkafka's mock cluster (3 brokers, the guides' racks) reachable only through stunnel: the
+/// brokers advertise stunnel's ports.
+pub struct TlsCluster {
+    owned: OwnedMock,
+    stunnel: Stunnel,
+}
+
+impl TlsCluster {
+    /// The cluster behind stunnel, which presents `cert` for every broker.
+    pub fn start(cert: &Leaf) -> Self {
+        let owned = OwnedMock::new();
+        let stunnel = Stunnel::start(cert, &owned.plaintext());
+        owned.advertise(&stunnel.ports);
+        Self { owned, stunnel }
+    }
+
+    pub fn mock(&self) -> MockCluster<'static, DefaultClientContext> {
+        self.owned.mock()
+    }
+
+    /// stunnel's addresses, as clients bootstrap from them.
+    pub fn bootstrap(&self) -> String {
+        self.stunnel.bootstrap()
     }
 }
 
