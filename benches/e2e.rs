@@ -113,6 +113,9 @@ const SOCKMAP_PORT_BASE: u16 = 29_490;
 const PORT_BASE: u16 = 29_500;
 /// The other proxy's port for broker N is OTHER_PORT_BASE + N (scripts/test's smoke run names it).
 const OTHER_PORT_BASE: u16 = 29_600;
+/// The gateway's admin endpoint: its metrics count as in production (a second gateway given as
+/// `--other-proxy … --set admin.bind=` runs with them off, for the comparison).
+const ADMIN_PORT: u16 = 29_700;
 
 /// The mock cluster keeps at most 5 MiB per partition (dropping the oldest), so the messages of a
 /// round are spread over enough partitions to be consumed whole.
@@ -435,7 +438,8 @@ impl Proxy {
             &config,
             format!(
                 "[upstream]\nbootstrap_servers = \"{upstream}\"\nmetadata_refresh_secs = 3600\n[listeners.bench]\nbind = \"127.0.0.1\"\n\
-                 bootstrap_port = {PORT_BASE}\nbroker_port_base = {PORT_BASE}\nadvertised = \"127.0.0.1:{{port}}\"\n"
+                 bootstrap_port = {PORT_BASE}\nbroker_port_base = {PORT_BASE}\nadvertised = \"127.0.0.1:{{port}}\"\n\
+                 [admin]\nbind = \"127.0.0.1:{ADMIN_PORT}\"\n"
             ),
         )
         .unwrap();

@@ -3,9 +3,11 @@
 //!
 //! `cargo run --example demo [-- --port 9092 --bind 127.0.0.1]`
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use kafka_gateway::admin::{self, Observe};
 use kafka_gateway::{Config, Gateway, check};
 use rdkafka::mocking::MockCluster;
 use tracing_subscriber::EnvFilter;
@@ -68,6 +70,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 async fn serve(args: Args, config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let gateway = Gateway::start(config.clone()).await?;
+    // The admin endpoint as `kafka-gateway run` serves it; the demo goes on without it if its port
+    // is taken.
+    let admin = match config.admin.bind {
+        Some(bind) => match admin::serve(bind, Arc::clone(&gateway) as Arc<dyn Observe>).await {
+            Ok(admin) => Some(admin),
+            Err(e) => {
+                eprintln!("no admin endpoint on {bind}: {e}");
+                None
+            }
+        },
+        None => None,
+    };
     let report = check::check(&config).await;
     println!("\n{}", report.render());
 
@@ -83,7 +97,11 @@ To produce and consume, the names must resolve to the gateway, as TiDB Cloud's p
   kcat -b {bootstrap} -G demo-group test-topic -e
 Or let the testbed do all of it in network namespaces, as behind a private link (root):
   tests/e2e/private-link.sh
-Ctrl-C stops the demo.",
+{admin}Ctrl-C stops the demo.",
+        admin = admin.as_ref().map_or_else(String::new, |a| format!(
+            "The admin endpoint: curl http://{0}/metrics (/readyz, /topology), or kafka-gateway check --admin {0}\n",
+            a.local_addr()
+        )),
         bind = args.bind,
         hosts = hosts.join(" "),
     );

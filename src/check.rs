@@ -1,19 +1,24 @@
 //! The operator's commands besides `run`: `check` asks the cluster for its brokers and shows, per
 //! listener group and broker, what the gateway would advertise and where it would listen, with every
-//! problem on the way; `validate` does the same offline for brokers the operator names; `health`
-//! tells whether a running gateway accepts connections.
+//! problem on the way, or, with `--admin`, what a running gateway knows (its `/topology`);
+//! `validate` does the same offline for brokers the operator names; `health` asks a running
+//! gateway's `/readyz`.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 
+use serde::{Deserialize, Serialize};
+
+use crate::admin;
 use crate::broker::Broker;
 use crate::config::Config;
 use crate::tls::Acceptor;
 use crate::upstream::{self, Connection, Link};
 
 /// One broker as one listener group shows it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(into = "RowJson", from = "RowJson")]
 pub struct Row {
     pub group: String,
     pub node_id: i32,
@@ -23,9 +28,67 @@ pub struct Row {
     /// `host:port`, or why there is none.
     pub advertised: Result<String, String>,
     pub listen: Option<SocketAddr>,
+    /// Client connections open on the broker's port: known only to a running gateway.
+    pub connections: Option<i64>,
 }
 
-#[derive(Debug, Clone, Default)]
+/// A row as `/topology` writes it for scripts: the advertised address, or the problem.
+#[derive(Serialize, Deserialize)]
+struct RowJson {
+    group: String,
+    node_id: i32,
+    rack: Option<String>,
+    upstream: String,
+    az: Option<String>,
+    advertised: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    problem: Option<String>,
+    listen: Option<SocketAddr>,
+    #[serde(default)]
+    connections: Option<i64>,
+}
+
+impl From<Row> for RowJson {
+    fn from(r: Row) -> Self {
+        let (advertised, problem) = match r.advertised {
+            Ok(a) => (Some(a), None),
+            Err(e) => (None, Some(e)),
+        };
+        Self {
+            group: r.group,
+            node_id: r.node_id,
+            rack: r.rack,
+            upstream: r.upstream,
+            az: r.az,
+            advertised,
+            problem,
+            listen: r.listen,
+            connections: r.connections,
+        }
+    }
+}
+
+impl From<RowJson> for Row {
+    fn from(r: RowJson) -> Self {
+        let advertised = match (r.advertised, r.problem) {
+            (Some(a), _) => Ok(a),
+            (None, problem) => Err(problem.unwrap_or_else(|| "no advertised address".into())),
+        };
+        Self {
+            group: r.group,
+            node_id: r.node_id,
+            rack: r.rack,
+            upstream: r.upstream,
+            az: r.az,
+            advertised,
+            listen: r.listen,
+            connections: r.connections,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Report {
     pub cluster_id: Option<String>,
     pub answered_by: Option<String>,
@@ -45,12 +108,18 @@ impl Report {
             let id = self.cluster_id.as_deref().unwrap_or("(none)");
             let _ = writeln!(out, "cluster {id}, described by {by}");
         }
-        let header = ["GROUP", "NODE", "RACK", "UPSTREAM", "AZ", "ADVERTISED", "LISTEN"].map(String::from);
-        let cells: Vec<[String; 7]> = self
+        // A running gateway's report (`check --admin`) has a column more: open connections.
+        let live = self.rows.iter().any(|r| r.connections.is_some());
+        let mut header: Vec<String> =
+            ["GROUP", "NODE", "RACK", "UPSTREAM", "AZ", "ADVERTISED", "LISTEN"].map(String::from).to_vec();
+        if live {
+            header.push("CONNECTIONS".into());
+        }
+        let cells: Vec<Vec<String>> = self
             .rows
             .iter()
             .map(|r| {
-                [
+                let mut cells = vec![
                     r.group.clone(),
                     r.node_id.to_string(),
                     r.rack.clone().unwrap_or_else(|| "-".into()),
@@ -58,11 +127,16 @@ impl Report {
                     r.az.clone().unwrap_or_else(|| "-".into()),
                     r.advertised.clone().unwrap_or_else(|_| "(none)".into()),
                     r.listen.map_or_else(|| "-".into(), |a| a.to_string()),
-                ]
+                ];
+                if live {
+                    cells.push(r.connections.map_or_else(|| "-".into(), |n| n.to_string()));
+                }
+                cells
             })
             .collect();
-        let widths: Vec<usize> =
-            (0..7).map(|i| cells.iter().map(|c| c[i].len()).chain([header[i].len()]).max().unwrap_or(0)).collect();
+        let widths: Vec<usize> = (0..header.len())
+            .map(|i| cells.iter().map(|c| c[i].len()).chain([header[i].len()]).max().unwrap_or(0))
+            .collect();
         for line in std::iter::once(&header).chain(&cells) {
             let row: Vec<String> = line.iter().zip(&widths).map(|(c, w)| format!("{c:w$}")).collect();
             let _ = writeln!(out, "{}", row.join("  ").trim_end());
@@ -175,9 +249,34 @@ fn row_problems(config: &Config, rows: &[Row]) -> Vec<String> {
     problems
 }
 
+/// Asks the running gateway with `config` whether it is ready (`GET /readyz` on its admin
+/// endpoint, reached on loopback if it binds a wildcard): Ok with its answer, Err with why not.
+/// With the admin endpoint off (`admin.bind = ""`), checks that its bootstrap ports accept.
+pub async fn health(config: &Config) -> Result<String, String> {
+    let Some(bind) = config.admin.bind else {
+        return ports_accept(config).await.map(|n| format!("{n} bootstrap port(s) accept connections"));
+    };
+    let addr = admin::reachable(bind).to_string();
+    match admin::get(&addr, "/readyz", config.upstream.connect_timeout).await {
+        Ok((200, body)) => Ok(body.trim().to_owned()),
+        Ok((status, body)) => Err(format!("{addr} answered {status}: {}", body.trim())),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// What a running gateway knows, from its admin endpoint at `addr`: every broker per listener
+/// group with its open connections, and, as problems, why it is not ready and any broker it
+/// cannot name.
+pub async fn live(addr: &str, timeout: std::time::Duration) -> Report {
+    match admin::topology(addr, timeout).await {
+        Ok(report) => report,
+        Err(e) => Report { problems: vec![e.to_string()], ..Report::default() },
+    }
+}
+
 /// Connects to every bootstrap port of a running gateway with `config` (a wildcard bind is reached
 /// on loopback). Err names the first port that does not accept.
-pub async fn health(config: &Config) -> Result<usize, String> {
+async fn ports_accept(config: &Config) -> Result<usize, String> {
     let mut checked = 0;
     for group in &config.groups {
         let Some(port) = group.bootstrap_port else { continue };
@@ -216,6 +315,7 @@ pub fn rows(config: &Config, brokers: &[(i32, Option<String>, Option<&Broker>)])
                 az: group.az_of(*node_id, rack.as_deref()).map(str::to_owned),
                 listen: group.broker_port(*node_id).ok().map(|p| SocketAddr::new(group.bind, p)),
                 advertised: advertised.map(|a| a.to_string()).map_err(|e| e.to_string()),
+                connections: None,
             });
         }
     }

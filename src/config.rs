@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
@@ -65,6 +65,29 @@ pub struct Config {
     /// The least of a frame's bytes, past what a read took, that move from socket to socket in the
     /// kernel instead of through the gateway's memory (splice.rs). 0 = never.
     pub splice_min_bytes: usize,
+    pub admin: Admin,
+    pub log_format: LogFormat,
+}
+
+/// The admin endpoint (admin.rs): metrics, liveness, readiness and the live topology.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    /// Where it listens; `None` (`admin.bind = ""`) turns it off, and with it all counting.
+    pub bind: Option<SocketAddr>,
+    /// Readiness turns false when no bootstrap server has answered the gateway's own discovery for
+    /// longer than this. `None` = never.
+    pub ready_stale: Option<Duration>,
+}
+
+/// How log lines are written (`log.format`, or `--log-format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One line of text per event, for people.
+    #[default]
+    Text,
+    /// One JSON object per event, for log shippers.
+    Json,
 }
 
 #[derive(Debug, Clone)]
@@ -257,6 +280,32 @@ struct RawConfig {
     listeners: BTreeMap<String, RawGroup>,
     #[serde(default)]
     gateway: RawGateway,
+    #[serde(default)]
+    admin: RawAdmin,
+    #[serde(default)]
+    log: RawLog,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    #[serde(default = "default_admin_bind")]
+    bind: String,
+    /// Unset: four discovery intervals, and at least two minutes.
+    ready_stale_secs: Option<u64>,
+}
+
+impl Default for RawAdmin {
+    fn default() -> Self {
+        Self { bind: default_admin_bind(), ready_stale_secs: None }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    #[serde(default)]
+    format: LogFormat,
 }
 
 #[derive(Debug, Deserialize)]
@@ -368,6 +417,16 @@ const MAX_BUSY_POLL_US: u64 = 1_000;
 fn default_record_per_version() -> usize {
     3
 }
+/// Loopback: metrics and topology name the cluster's brokers, which is for the operator's host
+/// (or a scraper the operator points at a wider address) to see.
+fn default_admin_bind() -> String {
+    "127.0.0.1:9644".to_owned()
+}
+/// Readiness must survive a few failed rediscoveries (they retry with backoff) before it turns a
+/// replica out of its load balancer.
+fn default_ready_stale(metadata_refresh_secs: u64) -> u64 {
+    (4 * metadata_refresh_secs).max(120)
+}
 
 impl RawConfig {
     fn validate(self) -> Result<Config, ConfigError> {
@@ -417,6 +476,7 @@ impl RawConfig {
             return Err(ConfigError::new("listeners", "at least one listener group is required"));
         }
         let groups = self.listeners.into_iter().map(|(name, raw)| raw.validate(name)).collect::<Result<Vec<_>, _>>()?;
+        let admin = self.admin.validate(self.upstream.metadata_refresh_secs)?;
         let config = Config {
             upstream: Upstream {
                 bootstrap_servers,
@@ -435,11 +495,35 @@ impl RawConfig {
             worker_threads: self.gateway.worker_threads,
             busy_poll: (self.gateway.busy_poll_us > 0).then(|| Duration::from_micros(self.gateway.busy_poll_us)),
             splice_min_bytes: self.gateway.splice_min_bytes,
+            admin,
+            log_format: self.log.format,
         };
         let named: BTreeSet<i32> =
             config.groups.iter().flat_map(|g| g.az_by_node.keys().chain(g.broker_ports.keys()).copied()).collect();
         config.check_ports(&named)?;
         Ok(config)
+    }
+}
+
+impl RawAdmin {
+    fn validate(self, metadata_refresh_secs: u64) -> Result<Admin, ConfigError> {
+        let bind = match self.bind.trim() {
+            "" => None,
+            addr => Some(addr.parse::<SocketAddr>().map_err(|_| {
+                ConfigError::new("admin.bind", format!("'{addr}' is not IP:PORT (\"\" turns the admin endpoint off)"))
+            })?),
+        };
+        let stale = self.ready_stale_secs.unwrap_or_else(|| default_ready_stale(metadata_refresh_secs));
+        if stale != 0 && stale <= metadata_refresh_secs {
+            return Err(ConfigError::new(
+                "admin.ready_stale_secs",
+                format!(
+                    "must be above upstream.metadata_refresh_secs ({metadata_refresh_secs}), or readiness would \
+                     flap between two rediscoveries; 0 = never"
+                ),
+            ));
+        }
+        Ok(Admin { bind, ready_stale: (stale > 0).then(|| Duration::from_secs(stale)) })
     }
 }
 

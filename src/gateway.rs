@@ -1,6 +1,7 @@
 //! The running gateway, beside the data path: its listener groups, the ports it has open, what it
 //! knows of the cluster, and how it learns more — from its own Metadata requests, and from every
-//! response a session hands it ([`Learn`]) before the client reads the names in it.
+//! response a session hands it ([`Learn`]) before the client reads the names in it. It answers
+//! the admin endpoint ([`Observe`]): readiness, the live topology, the metrics.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -11,9 +12,13 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use crate::admin::Observe;
 use crate::broker::{Named, Rack};
+use crate::check::Report;
 use crate::config::{Config, ListenerGroup};
 use crate::listener;
+use crate::metrics::{GroupCounters, Metrics};
+use crate::readiness::{NotReady, Readiness};
 use crate::record::Recorder;
 use crate::session::{self, Limits};
 use crate::tls::{Acceptor, Reload, TlsError};
@@ -51,6 +56,11 @@ pub struct Gateway {
     /// Wakes the discovery loop before its interval, when a response names a broker nobody knows.
     refresh_now: Notify,
     shutdown: CancellationToken,
+    /// None when the admin endpoint is off: nothing is counted then.
+    metrics: Option<Arc<Metrics>>,
+    readiness: Readiness,
+    /// The cluster id and the server of the last discovery that succeeded.
+    described: Mutex<Option<(Option<String>, String)>>,
 }
 
 impl Gateway {
@@ -58,6 +68,15 @@ impl Gateway {
     /// discovering in the background. A cluster that does not answer yet is not a failure: the
     /// gateway serves and retries with backoff.
     pub async fn start(config: Config) -> Result<Arc<Self>, StartError> {
+        let gateway = Self::new(config)?;
+        gateway.open().await?;
+        Ok(gateway)
+    }
+
+    /// The gateway, with nothing open yet: the admin endpoint can serve it (and say it is
+    /// starting) before [`Gateway::open`] has reached the cluster. Fails if its TLS files cannot
+    /// be loaded.
+    pub fn new(config: Config) -> Result<Arc<Self>, StartError> {
         let link = Link::load(&config)?;
         if link.tls.as_ref().is_some_and(|tls| tls.insecure()) {
             warn!("upstream.tls.insecure_skip_verify is set: the brokers' certificates are not checked");
@@ -70,7 +89,13 @@ impl Gateway {
                 g.tls.as_ref().map(|files| Acceptor::load(files, &key).map(Arc::new)).transpose()
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let gateway = Arc::new_cyclic(|weak: &Weak<Self>| Self::new(config, link, acceptors, weak.clone()));
+        Ok(Arc::new_cyclic(|weak: &Weak<Self>| Self::build(config, link, acceptors, weak.clone())))
+    }
+
+    /// Opens the bootstrap ports, asks the cluster for its brokers once and opens theirs, then
+    /// keeps discovering in the background (see [`Gateway::start`]).
+    pub async fn open(self: &Arc<Self>) -> Result<(), StartError> {
+        let gateway = self;
         for served in &gateway.groups {
             if let Some(port) = served.config.bootstrap_port {
                 let addr = SocketAddr::new(served.config.bind, port);
@@ -91,12 +116,12 @@ impl Gateway {
             }
             Err(e) => warn!("cluster not reachable yet, serving and retrying: {e}"),
         }
-        tokio::spawn(Arc::clone(&gateway).discover());
-        tokio::spawn(Arc::clone(&gateway).watch_tls());
-        Ok(gateway)
+        tokio::spawn(Arc::clone(gateway).discover());
+        tokio::spawn(Arc::clone(gateway).watch_tls());
+        Ok(())
     }
 
-    fn new(config: Config, link: Link, acceptors: Vec<Option<Arc<Acceptor>>>, learner: Weak<Self>) -> Self {
+    fn build(config: Config, link: Link, acceptors: Vec<Option<Arc<Acceptor>>>, learner: Weak<Self>) -> Self {
         let topology = Arc::new(Topology::default());
         let dialer = Arc::new(Dialer::new(config.upstream.bootstrap_servers.clone(), Arc::clone(&topology), link));
         let recorder = config.record_dir.clone().map(|dir| Arc::new(Recorder::new(dir, config.record_per_version)));
@@ -105,6 +130,7 @@ impl Gateway {
             response: config.max_response_bytes,
             splice_min: config.splice_min_bytes,
         };
+        let metrics = config.admin.bind.is_some().then(Metrics::new);
         let groups = config
             .groups
             .iter()
@@ -121,19 +147,33 @@ impl Gateway {
                     limits,
                     keepalive: config.tcp_keepalive,
                     recorder: recorder.clone(),
+                    counters: metrics.as_ref().map_or_else(GroupCounters::off, |m| GroupCounters::new(m, &group.name)),
                 };
                 Served { config: group, sessions: Arc::new(sessions) }
             })
             .collect();
         Self {
-            config,
             topology,
             dialer,
             groups,
             listeners: Mutex::new(HashMap::new()),
             refresh_now: Notify::new(),
             shutdown: CancellationToken::new(),
+            readiness: Readiness::new(config.admin.ready_stale),
+            metrics,
+            described: Mutex::new(None),
+            config,
         }
+    }
+
+    /// Readiness, which a drain turns false ([`Readiness::drain`]).
+    pub fn readiness(&self) -> &Readiness {
+        &self.readiness
+    }
+
+    /// The metrics, when the admin endpoint is on (a reload reports to them: `Metrics::reloaded`).
+    pub fn metrics(&self) -> Option<&Arc<Metrics>> {
+        self.metrics.as_ref()
     }
 
     /// Stops accepting connections and discovering; open sessions end with the process.
@@ -151,7 +191,10 @@ impl Gateway {
 
     /// Asks the cluster for its brokers once (the caller learns them).
     pub async fn refresh(&self) -> Result<ClusterView, UpstreamError> {
-        upstream::describe_cluster(&self.dialer.candidates(), self.dialer.link()).await
+        let view = upstream::describe_cluster(&self.dialer.candidates(), self.dialer.link()).await?;
+        self.readiness.discovered();
+        *self.described.lock().expect("never poisoned") = Some((view.cluster_id.clone(), view.answered_by.to_string()));
+        Ok(view)
     }
 
     /// Rediscovers the cluster every `metadata_refresh`, sooner when asked, with backoff on failure.
@@ -271,10 +314,67 @@ impl Gateway {
         let socket = listener::bind(addr)?;
         let bound = socket.local_addr()?;
         listeners.insert((name.clone(), target), bound);
+        if let Some(metrics) = &self.metrics {
+            metrics.listener(name, broker_of(target));
+        }
         info!(group = %name, %target, addr = %bound, "listening");
         let stop = self.shutdown.child_token();
         tokio::spawn(listener::accept_loop(Arc::clone(&served.sessions), target, socket, stop));
         Ok(())
+    }
+}
+
+/// A port's broker for metric labels: its node id, or None for the bootstrap port.
+fn broker_of(target: Target) -> Option<i32> {
+    match target {
+        Target::Bootstrap => None,
+        Target::Broker(n) => Some(n),
+    }
+}
+
+impl Observe for Gateway {
+    /// Discovery has succeeded, recently enough, the gateway is not draining, and every broker it
+    /// knows has its listener in every group.
+    fn readiness(&self) -> Result<(), NotReady> {
+        self.readiness.check()?;
+        let listeners = self.listeners.lock().expect("never poisoned");
+        for node_id in self.topology.snapshot().into_keys() {
+            for served in &self.groups {
+                let group = &served.config.name;
+                if !listeners.contains_key(&(group.clone(), Target::Broker(node_id))) {
+                    return Err(NotReady::Unbound { group: group.clone(), node_id });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every broker the gateway knows, per group, where it listens for it and how many clients
+    /// are connected there; the problems are why it is not ready and any broker it cannot name.
+    fn topology(&self) -> Report {
+        let brokers = self.topology.snapshot();
+        let known: Vec<_> = brokers.values().map(|b| (b.node_id, b.rack.clone(), Some(b))).collect();
+        let mut rows = crate::check::rows(&self.config, &known);
+        let listeners = self.listeners.lock().expect("never poisoned").clone();
+        for row in &mut rows {
+            let target = Target::Broker(row.node_id);
+            row.listen = listeners.get(&(row.group.clone(), target)).copied();
+            row.connections = self.metrics.as_ref().map(|m| m.open_connections(&row.group, broker_of(target)));
+        }
+        let mut problems: Vec<String> = rows.iter().filter_map(|r| r.advertised.clone().err()).collect();
+        if let Err(e) = Observe::readiness(self) {
+            problems.insert(0, format!("not ready: {e}"));
+        }
+        let described = self.described.lock().expect("never poisoned").clone();
+        let (cluster_id, answered_by) = described.map_or((None, None), |(id, by)| (id, Some(by)));
+        Report { cluster_id, answered_by, rows, problems }
+    }
+
+    fn metrics(&self) -> String {
+        let Some(metrics) = &self.metrics else { return String::new() };
+        let ready = Observe::readiness(self).is_ok();
+        metrics.set_cluster(self.topology.snapshot().len(), self.readiness.discovery_age(), ready);
+        metrics.render()
     }
 }
 

@@ -17,6 +17,8 @@ pub struct Pending {
     pub api_key: i16,
     pub api_version: i16,
     pub action: Action,
+    /// When it was forwarded, if the gateway times its requests (metrics on).
+    pub sent: Option<std::time::Instant>,
 }
 
 /// The pending requests of one connection, oldest first.
@@ -72,7 +74,7 @@ impl Inflight {
         if let Some(tokens) = self.raw.lock().expect("never poisoned").as_mut() {
             tokens.sent();
         }
-        self.push(Pending { correlation_id: -1, api_key: -1, api_version: -1, action: Action::RawToken });
+        self.push(Pending { correlation_id: -1, api_key: -1, api_version: -1, action: Action::RawToken, sent: None });
     }
 
     /// Takes the oldest pending request, which `correlation_id` must answer.
@@ -101,7 +103,7 @@ mod tests {
     use super::*;
 
     fn pending(correlation_id: i32) -> Pending {
-        Pending { correlation_id, api_key: 3, api_version: 12, action: Action::Forward }
+        Pending { correlation_id, api_key: 3, api_version: 12, action: Action::Forward, sent: None }
     }
 
     #[test]

@@ -7,10 +7,11 @@
 //! requests, and [`rewrite`] replaces broker addresses with the names [`broker::Advertise`] gives,
 //! after which the session hands the brokers it saw to the gateway to learn ([`topology::Learn`]).
 //! Beside the data path: [`gateway`] (listener groups, discovery), [`runtime`] (the worker
-//! threads), [`config`] and [`template`] (before all that), [`check`], [`fixture`] and [`record`]
-//! (operator tools).
+//! threads), [`admin`] (the HTTP endpoint) with [`metrics`] and [`readiness`], [`config`] and
+//! [`template`] (before all that), [`check`], [`fixture`] and [`record`] (operator tools).
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod broker;
 pub mod check;
 pub mod config;
@@ -21,6 +22,8 @@ pub mod fuzzing;
 pub mod gateway;
 pub mod inflight;
 pub mod listener;
+pub mod metrics;
+pub mod readiness;
 pub mod record;
 pub mod rewrite;
 pub mod runtime;

@@ -1,11 +1,15 @@
-//! The command line: `kafka-gateway run` and `kafka-gateway check`, tracing set up, exit statuses
-//! that scripts can act on (2: the configuration was refused, 1: anything else went wrong).
+//! The command line: `kafka-gateway run` and `kafka-gateway check`, tracing set up (text, or JSON
+//! for log shippers), exit statuses that scripts can act on (2: the configuration was refused, 1:
+//! anything else went wrong).
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
+use kafka_gateway::admin::{self, Observe};
+use kafka_gateway::config::LogFormat;
 use kafka_gateway::tls::{Acceptor, TlsError};
 use kafka_gateway::upstream::Link;
 use kafka_gateway::{Config, Gateway, check, fixture};
@@ -19,6 +23,10 @@ use tracing_subscriber::EnvFilter;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How log lines are written: text, or one JSON object per line for log shippers (overrides
+    /// the configuration's log.format).
+    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
+    log_format: Option<LogFormat>,
 }
 
 #[derive(Subcommand)]
@@ -26,8 +34,15 @@ enum Command {
     /// Serve: listen on the bootstrap and broker ports of every listener group.
     Run(ConfigArgs),
     /// Ask the cluster for its brokers, print what each listener group would advertise, and exit
-    /// non-zero on any problem.
-    Check(ConfigArgs),
+    /// non-zero on any problem; with --admin, print what a running gateway knows instead.
+    Check {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// A running gateway's admin endpoint (HOST:PORT): print its live topology, with open
+        /// connections, and exit non-zero if it is not ready. No configuration is read.
+        #[arg(long, value_name = "HOST:PORT")]
+        admin: Option<String>,
+    },
     /// Check the configuration without connecting; with --broker, print the names and ports those
     /// brokers would get (to plan DNS and load-balancer rules before the gateway runs).
     Validate {
@@ -37,8 +52,8 @@ enum Command {
         #[arg(long = "broker", value_name = "ID[:RACK]", value_parser = parse_broker)]
         brokers: Vec<(i32, Option<String>)>,
     },
-    /// Exit 0 if a running gateway with this configuration accepts connections on its bootstrap
-    /// ports (for container health checks).
+    /// Exit 0 if a running gateway with this configuration is ready (its admin endpoint's
+    /// /readyz; for container health checks).
     Health(ConfigArgs),
     /// Replay fixture cases (protocol-fixtures/, or cases recorded with gateway.record_dir) through
     /// the gateway's rewrite path; print what changed per case; exit 1 if any case fails.
@@ -75,17 +90,19 @@ struct ConfigArgs {
 
 const EXIT_CONFIG: u8 = 2;
 
+/// How long `check --admin` waits for a running gateway's answer.
+const ADMIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
-        // Colours only for people: log collectors get plain lines.
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    if let Command::Check { admin: Some(addr), .. } = &cli.command {
+        init_tracing(cli.log_format.unwrap_or_default());
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
+        return report(runtime.block_on(check::live(addr, ADMIN_TIMEOUT)));
+    }
     let args = match &cli.command {
-        Command::Run(args) | Command::Check(args) | Command::Health(args) => args,
-        Command::Validate { config, .. } | Command::Replay { config, .. } => config,
+        Command::Run(args) | Command::Health(args) => args,
+        Command::Check { config, .. } | Command::Validate { config, .. } | Command::Replay { config, .. } => config,
     };
     let config = match Config::load(args.config.as_deref(), &args.overrides) {
         Ok(config) => config,
@@ -100,11 +117,12 @@ fn main() -> ExitCode {
         eprintln!("kafka-gateway: configuration refused: {e}");
         return ExitCode::from(EXIT_CONFIG);
     }
+    init_tracing(cli.log_format.unwrap_or(config.log_format));
     let runtime = kafka_gateway::runtime::build(&config).expect("a tokio runtime");
     runtime.block_on(async move {
         match cli.command {
             Command::Run(_) => run(config).await,
-            Command::Check(_) => report(check::check(&config).await),
+            Command::Check { .. } => report(check::check(&config).await),
             Command::Validate { brokers, .. } if brokers.is_empty() => {
                 println!("ok: configuration valid ({} listener group(s))", config.groups.len());
                 ExitCode::SUCCESS
@@ -112,8 +130,8 @@ fn main() -> ExitCode {
             Command::Validate { brokers, .. } => report(check::plan(&config, &brokers)),
             Command::Replay { group, paths, .. } => replay(&config, group.as_deref(), &paths),
             Command::Health(_) => match check::health(&config).await {
-                Ok(n) => {
-                    println!("ok: {n} bootstrap port(s) accept connections");
+                Ok(answer) => {
+                    println!("ok: {answer}");
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -123,6 +141,19 @@ fn main() -> ExitCode {
             },
         }
     })
+}
+
+/// Log lines on stderr, at `RUST_LOG`'s levels (default info), as text or JSON.
+fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        // Colours only for people: log collectors get plain lines.
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        // One object per line: the event's fields at the top level, the connection's span (group,
+        // target, client) under "span".
+        LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).init(),
+    }
 }
 
 fn replay(config: &Config, group: Option<&str>, paths: &[PathBuf]) -> ExitCode {
@@ -187,8 +218,27 @@ async fn run(config: Config) -> ExitCode {
         Ok(limit) => tracing::info!("open-file limit {limit}: room for about {} client connections", limit / 2),
         Err(e) => tracing::warn!("could not raise the open-file limit: {e}"),
     }
-    match Gateway::start(config).await {
-        Ok(gateway) => {
+    let admin_bind = config.admin.bind;
+    let gateway = match Gateway::new(config) {
+        Ok(gateway) => gateway,
+        Err(e) => {
+            eprintln!("kafka-gateway: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // The admin endpoint first, so that it says "starting" while the cluster is reached.
+    let _admin = match admin_bind {
+        Some(bind) => match admin::serve(bind, Arc::clone(&gateway) as Arc<dyn Observe>).await {
+            Ok(admin) => Some(admin),
+            Err(e) => {
+                eprintln!("kafka-gateway: cannot listen on {bind} (admin.bind): {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
+    match gateway.open().await {
+        Ok(()) => {
             wait_for_signal().await;
             tracing::info!("shutting down");
             gateway.shutdown();

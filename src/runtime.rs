@@ -30,8 +30,14 @@ pub fn build(config: &Config) -> std::io::Result<tokio::runtime::Runtime> {
         let (for_start, for_unpark) = (Arc::clone(&poll), Arc::clone(&poll));
         builder
             .on_thread_start(move || WATCHER.with(|w| *w.borrow_mut() = Some(Arc::clone(&for_start))))
-            .on_thread_park(move || poll.wait())
+            .on_thread_park(move || {
+                crate::metrics::latency::flush_thread();
+                poll.wait()
+            })
             .on_thread_unpark(move || for_unpark.woken());
+    } else {
+        // A worker out of work merges the request latencies it batched, so that a scrape sees them.
+        builder.on_thread_park(crate::metrics::latency::flush_thread);
     }
     builder.enable_all().build()
 }

@@ -12,16 +12,17 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tracing::{Level, trace};
+use tracing::{Instrument, Level, trace};
 
 use crate::broker::Advertise;
 use crate::frame::{self, FrameError, MIN_REQUEST, MIN_RESPONSE, Peek};
 use crate::inflight::{Inflight, OrderError, Pending};
+use crate::metrics::{GroupCounters, SessionCounters};
 use crate::record::Recorder;
 use crate::rewrite::{self, Action, Refused, RewriteError, api_versions};
 use crate::sasl;
@@ -65,6 +66,8 @@ pub struct Group {
     /// TCP keepalive on the client's connection (`gateway.tcp_keepalive_secs`).
     pub keepalive: Option<Duration>,
     pub recorder: Option<Arc<Recorder>>,
+    /// What its sessions count (empty with metrics off).
+    pub counters: GroupCounters,
 }
 
 /// The largest request forwarded, the largest response held whole to be rewritten, and the least
@@ -95,15 +98,20 @@ impl Side {
             Side::Gateway => Level::ERROR,
         }
     }
+
+    /// Its name in logs and in the `side` label of `kafka_gateway_errors_total`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Side::Client => "client",
+            Side::Broker => "broker",
+            Side::Gateway => "gateway",
+        }
+    }
 }
 
 impl std::fmt::Display for Side {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Side::Client => "client",
-            Side::Broker => "broker",
-            Side::Gateway => "gateway",
-        })
+        f.write_str(self.name())
     }
 }
 
@@ -190,6 +198,16 @@ impl SessionError {
         }
     }
 
+    /// Why a client's request was refused, as `kafka_gateway_refused_requests_total` names it.
+    pub fn refusal(&self) -> Option<&'static str> {
+        match self {
+            SessionError::Refused(_) => Some("version_capped"),
+            SessionError::Frame(FrameError::TooLarge { .. }) => Some("oversized"),
+            SessionError::Frame(_) => Some("malformed"),
+            _ => None,
+        }
+    }
+
     /// A peer that resets or drops its connection is ordinary: a client stopped, a broker restarted.
     fn is_disconnect(&self) -> bool {
         use io::ErrorKind::*;
@@ -211,30 +229,52 @@ pub struct Session {
     group: Arc<Group>,
     target: Target,
     peer: SocketAddr,
+    counters: SessionCounters,
 }
 
 impl Session {
     pub fn new(group: Arc<Group>, target: Target, peer: SocketAddr) -> Self {
-        Self { group, target, peer }
+        let broker = match target {
+            Target::Bootstrap => None,
+            Target::Broker(n) => Some(n),
+        };
+        let counters = group.counters.session(broker);
+        Self { group, target, peer, counters }
     }
 
     /// Serves the connection until either side closes or breaks the protocol, and logs how it
-    /// ended at the level of the side that ended it.
+    /// ended at the level of the side that ended it, with what it moved. Every line of the
+    /// connection carries its span: group, target and client address.
     pub async fn serve(self, client: TcpStream) {
-        let (peer, group, target) = (self.peer, &self.group.name, self.target);
-        tracing::debug!(%peer, %group, %target, "connection accepted");
-        match self.run(client).await {
-            Ok(closed) => tracing::debug!(%peer, %group, %target, ?closed, "connection closed"),
-            Err(e) if e.is_disconnect() => tracing::debug!(%peer, %group, %target, "connection ended: {e}"),
-            Err(e) => {
-                let side = e.side();
-                match side.level() {
-                    Level::ERROR => tracing::error!(%peer, %group, %target, %side, "closing connection: {e}"),
-                    Level::WARN => tracing::warn!(%peer, %group, %target, %side, "closing connection: {e}"),
-                    _ => tracing::info!(%peer, %group, %target, %side, "closing connection: {e}"),
+        let span =
+            tracing::info_span!("connection", group = %self.group.name, target = %self.target, client = %self.peer);
+        async move {
+            tracing::debug!("connection accepted");
+            let result = self.run(client).await;
+            let t = self.counters.totals();
+            let (to_broker, to_client, requests) = (t.to_broker, t.to_client, t.requests);
+            match result {
+                Ok(closed) => {
+                    tracing::debug!(to_broker, to_client, requests, reason = ?closed, "connection closed")
+                }
+                Err(e) if e.is_disconnect() => {
+                    tracing::debug!(to_broker, to_client, requests, "connection ended: {e}")
+                }
+                Err(e) => {
+                    let side = e.side();
+                    self.counters.ended_by_error(side.name(), e.refusal());
+                    match side.level() {
+                        Level::ERROR => {
+                            tracing::error!(%side, to_broker, to_client, requests, "closing connection: {e}")
+                        }
+                        Level::WARN => tracing::warn!(%side, to_broker, to_client, requests, "closing connection: {e}"),
+                        _ => tracing::info!(%side, to_broker, to_client, requests, "closing connection: {e}"),
+                    }
                 }
             }
         }
+        .instrument(span)
+        .await
     }
 
     async fn run(&self, client: TcpStream) -> Result<Closed, SessionError> {
@@ -245,7 +285,10 @@ impl Session {
             Some(tls) => Stream::Tls(Box::new(tls.accept(client).await?)),
             None => Stream::Tcp(client),
         };
-        let upstream = self.group.dialer.dial(self.target).await?;
+        let dialing = Instant::now();
+        let upstream = self.group.dialer.dial(self.target).await;
+        self.counters.dialed(dialing.elapsed(), upstream.is_ok());
+        let upstream = upstream?;
         crate::runtime::watch(upstream.tcp());
         let (client_rd, client_wr) = client.split();
         let (upstream_rd, upstream_wr) = upstream.split();
@@ -261,6 +304,7 @@ impl Session {
         upstream_wr: impl Sink,
     ) -> Result<Closed, SessionError> {
         let inflight = Inflight::default();
+        let (client_wr, upstream_wr) = (self.counters.to_client(client_wr), self.counters.to_broker(upstream_wr));
         tokio::select! {
             r = self.requests(client_rd, upstream_wr, &inflight) => r,
             r = self.responses(upstream_rd, client_wr, &inflight) => r,
@@ -316,6 +360,7 @@ impl Session {
                     ?action,
                     "request"
                 );
+                self.counters.request(head.api_key, head.api_version);
                 if head.expects_response {
                     // Before the bytes leave: the response may come back before this loop ends.
                     inflight.push(Pending {
@@ -323,6 +368,7 @@ impl Session {
                         api_key: head.api_key,
                         api_version: head.api_version,
                         action,
+                        sent: self.counters.clock(),
                     });
                 }
                 place.rest = len;
@@ -357,6 +403,8 @@ impl Session {
         let mut buf = BytesMut::new();
         let mut place = Place::default();
         let mut answered = false;
+        // The forwarded response whose rest is still to come: timed when its last byte is passed on.
+        let mut passing: Option<Pending> = None;
         loop {
             if !fill(&mut from, &mut buf, place.read_limit()).await.map_err(SessionError::broker)? {
                 return match (answered, inflight.is_empty(), buf.is_empty() && place.rest == 0) {
@@ -370,6 +418,9 @@ impl Session {
                 return Err(SessionError::BrokerSpeaksTls);
             }
             while place.frame_done(buf.len()) {
+                if let Some(done) = passing.take() {
+                    self.counters.answered(done.api_key, done.sent);
+                }
                 let next = &buf[place.ready..];
                 if inflight.next_action() == Some(Action::RawToken) {
                     // The answer to a bare SASL token is a bare token, possibly empty.
@@ -394,6 +445,7 @@ impl Session {
                 answered = true;
                 if pending.action == Action::Forward {
                     place.rest = len;
+                    passing = Some(pending);
                     continue;
                 }
                 if len > limits.response {
@@ -402,10 +454,12 @@ impl Session {
                 // Send what precedes this frame, then hold the frame whole.
                 to.write_all(&buf[..place.ready]).await.map_err(SessionError::client)?;
                 buf.advance(std::mem::take(&mut place.ready));
+                let _held = self.counters.hold(len);
                 let response = read_whole(&mut from, &mut buf, len).await?;
                 for piece in self.answer(&pending, &response)? {
                     to.write_all(&piece).await.map_err(SessionError::client)?;
                 }
+                self.counters.answered(pending.api_key, pending.sent);
             }
             if place.ready > 0 {
                 to.write_all(&buf[..place.ready]).await.map_err(SessionError::client)?;
@@ -414,6 +468,11 @@ impl Session {
             // A TLS sink may hold the bytes until flushed; a socket's flush does nothing.
             to.flush().await.map_err(SessionError::client)?;
             match splice_rest(&from, &to, &buf, &mut place, limits.splice_min).await {
+                Ok(Spliced::Done) if place.rest == 0 => {
+                    if let Some(done) = passing.take() {
+                        self.counters.answered(done.api_key, done.sent);
+                    }
+                }
                 Ok(Spliced::Done) => {}
                 Ok(Spliced::SourceEnded) => return Err(SessionError::Truncated),
                 Err((side, e)) => {
@@ -446,6 +505,7 @@ impl Session {
         if let Some(learner) = learner {
             learner.learn(&self.group.name, &rewritten.named)?;
         }
+        self.counters.rewritten(kind);
         Ok(rewritten.pieces)
     }
 }
@@ -515,15 +575,19 @@ async fn splice_rest(
     if min == 0 || place.rest < min || !buf.is_empty() {
         return Ok(Spliced::Done);
     }
+    let sink = to;
     let (Some(from), Some(to)) = (from.socket(), to.socket()) else { return Ok(Spliced::Done) };
     let Some(pipe) = Pipe::take() else { return Ok(Spliced::Done) };
     match pipe.forward(from, to, place.rest).await {
         Ok(Moved::All) => {
-            place.rest = 0;
+            sink.moved(std::mem::take(&mut place.rest));
             place.spliced = true;
             Ok(Spliced::Done)
         }
-        Ok(Moved::Ended(_)) => Ok(Spliced::SourceEnded),
+        Ok(Moved::Ended(moved)) => {
+            sink.moved(moved);
+            Ok(Spliced::SourceEnded)
+        }
         Ok(Moved::Refused) => Ok(Spliced::Done),
         Err(Failed::Reading(e)) => Err((End::From, e)),
         Err(Failed::Writing(e)) => Err((End::To, e)),
@@ -596,8 +660,14 @@ pub mod testing {
         fn refresh_soon(&self) {}
     }
 
-    /// A group that names brokers with `names` and learns nothing.
+    /// A group that names brokers with `names`, learns nothing, and counts (as a running
+    /// gateway does: benches measure the pumps with counting on).
     pub fn group(limits: Limits, names: Arc<dyn Advertise + Send + Sync>) -> Arc<Group> {
+        counting(limits, names, GroupCounters::new(&crate::metrics::Metrics::new(), "test"))
+    }
+
+    /// The same, counting into `counters`.
+    pub fn counting(limits: Limits, names: Arc<dyn Advertise + Send + Sync>, counters: GroupCounters) -> Arc<Group> {
         let learner: Weak<dyn Learn> = Weak::<NoLearning>::new();
         Arc::new(Group {
             name: "test".into(),
@@ -612,7 +682,19 @@ pub mod testing {
             limits,
             keepalive: None,
             recorder: None,
+            counters,
         })
+    }
+
+    /// Runs the pumps of a session of `group` between two streams until one ends.
+    pub async fn proxy_in(
+        group: Arc<Group>,
+        client: impl AsyncRead + AsyncWrite,
+        broker: impl AsyncRead + AsyncWrite,
+    ) -> Result<Closed, SessionError> {
+        let session = Session::new(group, Target::Bootstrap, SocketAddr::from(([127, 0, 0, 1], 0)));
+        let ((crd, cwr), (brd, bwr)) = (tokio::io::split(client), tokio::io::split(broker));
+        session.pump(crd, cwr, brd, bwr).await
     }
 
     /// Runs a session's pumps between a client's and a broker's end of two streams until one ends.

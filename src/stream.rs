@@ -33,6 +33,9 @@ pub trait Sink: AsyncWrite + Unpin {
     fn socket(&self) -> Option<&TcpStream> {
         None
     }
+
+    /// `bytes` reached the socket behind it without passing through it (spliced in the kernel).
+    fn moved(&self, _bytes: usize) {}
 }
 
 /// One side of a session: a client's connection, or the gateway's connection to a broker.

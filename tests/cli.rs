@@ -25,8 +25,15 @@ fn aws_toml(bootstrap: &str, base: u16, az_by_rack: &str) -> String {
         broker_port_base = {base}
         advertised = "b{{node_id}}.{{az}}.unique_name.aws.plc.tidbcloud.com:{{port}}"
         az_by_rack = {{ {az_by_rack} }}
+        [admin]
+        bind = "127.0.0.1:0"
         "#
     )
+}
+
+/// The same, with the admin endpoint on `admin` (HOST:PORT).
+fn aws_toml_admin(bootstrap: &str, base: u16, admin: &str) -> String {
+    aws_toml(bootstrap, base, ALL_RACKS).replace("bind = \"127.0.0.1:0\"", &format!("bind = \"{admin}\""))
 }
 
 const ALL_RACKS: &str = r#""us-west-2a" = "usw2-az1", "us-west-2c" = "usw2-az2", "us-west-2b" = "usw2-az3""#;
@@ -176,4 +183,142 @@ async fn run_serves_logs_bad_frames_and_stops_on_sigterm() {
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await.unwrap().unwrap();
     assert!(status.success(), "{status}");
+}
+
+/// Starts `kafka-gateway run` with `config` and `extra` arguments, its log piped.
+fn spawn_run(config: &Path, extra: &[&str], rust_log: &str) -> tokio::process::Child {
+    tokio::process::Command::new(BIN)
+        .args(["run", "--config", config.to_str().unwrap()])
+        .args(extra)
+        .env("RUST_LOG", rust_log)
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+/// Reads `child`'s log until a line contains `needle`.
+async fn log_line(log: &mut tokio::io::Lines<BufReader<tokio::process::ChildStderr>>, needle: &str) -> String {
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(20), log.next_line()).await.unwrap().unwrap();
+        let line = line.unwrap_or_else(|| panic!("the log ended before {needle:?}"));
+        if line.contains(needle) {
+            return line;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_asks_readyz_and_check_admin_shows_the_live_topology() {
+    let mock = mock_cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let base = free_ports(3);
+    let admin = format!("127.0.0.1:{}", free_ports(0));
+    let path = write(dir.path(), &aws_toml_admin(&mock.bootstrap_servers(), base, &admin));
+    let mut child = spawn_run(&path, &[], "info");
+    let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
+    log_line(&mut log, &format!("target=broker 3 addr=127.0.0.1:{}", base + 3)).await;
+
+    let out = gateway(&["health", "--config", path.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!((out.status.code(), stdout.trim()), (Some(0), "ok: ready"), "{stdout}");
+
+    // Two clients on broker 2's port, one on broker 1's: the live table counts them.
+    let held: Vec<_> =
+        [2, 2, 1].iter().map(|n| std::net::TcpStream::connect(("127.0.0.1", base + n)).unwrap()).collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let stdout = loop {
+        let out = gateway(&["check", "--admin", &admin]);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{stdout}");
+        let connections: Vec<_> = stdout.lines().skip(2).filter_map(|l| l.split_whitespace().nth(7)).collect();
+        if connections == ["1", "2", "0"] || std::time::Instant::now() > deadline {
+            break stdout;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let upstreams: Vec<&str> = mock.bootstrap_servers().leak().split(',').collect();
+    let mut rows = stdout.lines();
+    assert!(rows.next().unwrap().starts_with("cluster "), "{stdout}");
+    assert_eq!(
+        rows.next().unwrap().split_whitespace().collect::<Vec<_>>(),
+        ["GROUP", "NODE", "RACK", "UPSTREAM", "AZ", "ADVERTISED", "LISTEN", "CONNECTIONS"]
+    );
+    for (i, connections) in ["1", "2", "0"].iter().enumerate() {
+        let node = i + 1;
+        let row: Vec<&str> = rows.next().unwrap().split_whitespace().collect();
+        let advertised = format!("{}:{}", AWS_NAMES[i], base as usize + node);
+        let listen = format!("127.0.0.1:{}", base as usize + node);
+        assert_eq!(
+            row,
+            [
+                "tidb",
+                &node.to_string(),
+                RACKS[i],
+                upstreams[i],
+                &format!("usw2-az{node}"),
+                &advertised,
+                &listen,
+                connections
+            ],
+            "{stdout}"
+        );
+    }
+    assert!(stdout.contains("ok: 3 broker(s) in 1 listener group(s)"), "{stdout}");
+    drop(held);
+
+    let pid = child.id().unwrap().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(tokio::time::timeout(Duration::from_secs(10), child.wait()).await.unwrap().unwrap().success());
+    let out = gateway(&["health", "--config", path.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains(&format!("unhealthy: cannot connect to the admin endpoint at {admin}")), "{stdout}");
+    let out = gateway(&["check", "--admin", &admin]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("problem: cannot connect to the admin endpoint"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_port_in_use_stops_the_gateway_naming_the_key() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let admin = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), &aws_toml_admin("127.0.0.1:1", free_ports(3), &admin));
+    let out = gateway(&["run", "--config", path.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("cannot listen on {admin} (admin.bind)")), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_the_connection_span_and_what_it_moved() {
+    let mock = mock_cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let base = free_ports(3);
+    let path = write(dir.path(), &aws_toml(&mock.bootstrap_servers(), base, ALL_RACKS));
+    let mut child = spawn_run(&path, &["--log-format", "json"], "info");
+    let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
+    let line = log_line(&mut log, "listening").await;
+    let first: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    assert_eq!(first["level"], "INFO", "{line}");
+    log_line(&mut log, &format!("127.0.0.1:{}", base + 2)).await;
+
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", base + 2)).await.unwrap();
+    let client = conn.local_addr().unwrap().to_string();
+    let request = request_frame(18, 0, 1, &[]);
+    let answer = exchange(&mut conn, &request).await.unwrap();
+    conn.write_all(&[0x7f, 0, 0, 0, 0, 0]).await.unwrap();
+    let line = log_line(&mut log, "closing connection").await;
+    let closed: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    assert_eq!(closed["level"], "INFO", "a client's protocol break: {line}");
+    assert_eq!(closed["span"]["name"], "connection", "{line}");
+    assert_eq!(closed["span"]["group"], "tidb", "{line}");
+    assert_eq!(closed["span"]["target"], "broker 2", "{line}");
+    assert_eq!(closed["span"]["client"], client.as_str(), "{line}");
+    assert_eq!(closed["fields"]["side"], "client", "{line}");
+    assert_eq!(closed["fields"]["requests"], 1, "{line}");
+    assert_eq!(closed["fields"]["to_broker"], request.len(), "the bad frame never reached the broker: {line}");
+    assert_eq!(closed["fields"]["to_client"], answer.len(), "{line}");
+    assert!(closed["fields"]["message"].as_str().unwrap().contains("gateway.max_frame_bytes"), "{line}");
 }

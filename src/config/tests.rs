@@ -162,3 +162,35 @@ fn host_port_parsing() {
         assert!(HostPort::parse(bad).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn the_admin_endpoint_is_on_loopback_unless_moved_or_turned_off() {
+    let base = "[upstream]\nbootstrap_servers = ['k:9092']\n[listeners.t]\nbroker_port_base = 9000\nadvertised = 'b{node_id}.x:{port}'\n";
+    let config = Config::from_toml(base).unwrap();
+    assert_eq!(config.admin.bind, Some("127.0.0.1:9644".parse().unwrap()));
+    assert_eq!(config.admin.ready_stale, Some(Duration::from_secs(120)), "at least two minutes");
+    assert_eq!(config.log_format, LogFormat::Text);
+    let off = Config::from_toml(&format!("{base}[admin]\nbind = ''\nready_stale_secs = 0\n")).unwrap();
+    assert_eq!((off.admin.bind, off.admin.ready_stale), (None, None));
+    // The default follows a slow discovery interval rather than refusing it.
+    let slow = base.replace("bootstrap_servers", "metadata_refresh_secs = 300\nbootstrap_servers");
+    assert_eq!(Config::from_toml(&slow).unwrap().admin.ready_stale, Some(Duration::from_secs(1200)));
+    let text =
+        fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/configs/valid/monitoring.toml"))
+            .unwrap();
+    let config = Config::from_toml(&text).unwrap();
+    assert_eq!(config.admin.bind, Some("0.0.0.0:9644".parse().unwrap()));
+    assert_eq!(config.admin.ready_stale, Some(Duration::from_secs(600)));
+    assert_eq!(config.log_format, LogFormat::Json);
+}
+
+#[test]
+fn an_empty_admin_bind_from_a_flag_turns_the_endpoint_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.toml");
+    fs::write(&path, "[upstream]\nbootstrap_servers = ['k:9092']\n[listeners.t]\nbroker_port_base = 9000\nadvertised = 'b{node_id}.x:{port}'\n").unwrap();
+    let config = Config::load(Some(&path), &["admin.bind=".to_owned()]).unwrap();
+    assert_eq!(config.admin.bind, None);
+    let config = Config::load(Some(&path), &["admin.bind=127.0.0.1:19644".to_owned()]).unwrap();
+    assert_eq!(config.admin.bind, Some("127.0.0.1:19644".parse().unwrap()));
+}

@@ -99,6 +99,7 @@ fn the_gateways_runtime_wakes_for_bytes_on_a_session_socket() {
         limits: Limits { request: 1 << 20, response: 1 << 20, splice_min: 0 },
         keepalive: None,
         recorder: None,
+        counters: Default::default(),
     });
     let _session = runtime.spawn(async move {
         let accepted = tokio::net::TcpStream::from_std(accepted).unwrap();

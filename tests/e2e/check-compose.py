@@ -5,7 +5,8 @@ The file parses; the brokers are the guides' 3-node KRaft cluster with only INTE
 listeners and no TiDB Cloud pattern in advertised.listeners; the gateway's configuration passes the
 gateway's own validation; and the client's private hosts map exactly the names the gateway will
 advertise for those brokers (computed by `kafka-gateway validate`) to the gateway's address, on a
-network where no broker is.
+network where no broker is; and the gateway's health check, in the image and in the compose file, is
+`kafka-gateway health`, a client of the admin endpoint's /readyz, which the configuration turns on.
 
 usage: check-compose.py KAFKA_GATEWAY_BINARY
 """
@@ -76,12 +77,26 @@ def main(binary):
         fail(f"client hosts must all point at the gateway ({link_ip}): {hosts}")
 
     with open(config, "rb") as f:
-        upstream = tomllib.load(f)["upstream"]["bootstrap_servers"]
+        gateway_toml = tomllib.load(f)
+    upstream = gateway_toml["upstream"]["bootstrap_servers"]
+    admin_bind = gateway_toml.get("admin", {}).get("bind", "127.0.0.1:9644")
+    if not admin_bind:
+        fail("docker/gateway.toml turns the admin endpoint off; the health check asks its /readyz")
+    health = ["/usr/local/bin/kafka-gateway", "health", "--config", "/etc/kafka-gateway/gateway.toml"]
+    if gateway.get("healthcheck", {}).get("test") != ["CMD"] + health:
+        fail(f"the gateway's compose health check is not `kafka-gateway health`: {gateway.get('healthcheck')}")
+    with open(os.path.join(DOCKER, "Dockerfile")) as f:
+        dockerfile = f.read()
+    if 'CMD ["' + '", "'.join(health) + '"]' not in dockerfile:
+        fail("the image's HEALTHCHECK is not `kafka-gateway health`")
+    if client.get("depends_on", {}).get("gateway", {}).get("condition") != "service_healthy":
+        fail("the client must wait for a ready gateway")
     for server in upstream:
         if server.split(":")[0] not in services:
             fail(f"upstream {server} is not a compose service")
 
-    print(f"compose ok: brokers {sorted(brokers)}, the client resolves {len(hosts)} names to the gateway at {link_ip}")
+    print(f"compose ok: brokers {sorted(brokers)}, the client resolves {len(hosts)} names to the gateway at {link_ip}, "
+          f"health from /readyz on {admin_bind}")
 
 
 if __name__ == "__main__":
