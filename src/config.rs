@@ -65,12 +65,15 @@ pub struct Config {
     /// The least of a frame's bytes, past what a read took, that move from socket to socket in the
     /// kernel instead of through the gateway's memory (splice.rs). 0 = never.
     pub splice_min_bytes: usize,
+    /// How long a graceful stop (SIGTERM, SIGINT) waits for connections to finish what they have
+    /// in flight before it cuts them.
+    pub drain: Duration,
     pub admin: Admin,
     pub log_format: LogFormat,
 }
 
 /// The admin endpoint (admin.rs): metrics, liveness, readiness and the live topology.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Admin {
     /// Where it listens; `None` (`admin.bind = ""`) turns it off, and with it all counting.
     pub bind: Option<SocketAddr>,
@@ -101,10 +104,12 @@ pub struct Upstream {
     pub tls: Option<ClientTls>,
     /// How the gateway's own connections (discovery, `check`) authenticate.
     pub sasl: Option<Sasl>,
+    /// A broker discovery has not seen for this long has left the cluster: its ports close.
+    pub broker_grace: Duration,
 }
 
 /// One listener group: a set of ports and one naming pattern.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenerGroup {
     pub name: String,
     pub bind: IpAddr,
@@ -316,6 +321,8 @@ struct RawUpstream {
     connect_timeout_ms: u64,
     #[serde(default = "default_metadata_refresh_secs")]
     metadata_refresh_secs: u64,
+    /// Unset: the default, or one refresh if refreshes are further apart.
+    broker_grace_secs: Option<u64>,
     tls: Option<RawClientTls>,
     sasl: Option<RawSasl>,
 }
@@ -365,6 +372,8 @@ struct RawGateway {
     busy_poll_us: u64,
     #[serde(default = "default_splice_min_bytes")]
     splice_min_bytes: usize,
+    #[serde(default = "default_drain_secs")]
+    drain_secs: u64,
 }
 
 impl Default for RawGateway {
@@ -378,6 +387,7 @@ impl Default for RawGateway {
             worker_threads: 0,
             busy_poll_us: default_busy_poll_us(),
             splice_min_bytes: default_splice_min_bytes(),
+            drain_secs: default_drain_secs(),
         }
     }
 }
@@ -389,6 +399,13 @@ fn default_connect_timeout_ms() -> u64 {
     10_000
 }
 fn default_metadata_refresh_secs() -> u64 {
+    30
+}
+/// Long enough that a broker restarted for maintenance (a rolling upgrade) keeps its ports.
+const DEFAULT_BROKER_GRACE_SECS: u64 = 300;
+/// Below Kubernetes' default terminationGracePeriodSeconds (30) would cut; clients' requests take
+/// milliseconds, so a drain of in-flight requests ends long before unless a client holds a Fetch.
+fn default_drain_secs() -> u64 {
     30
 }
 fn default_max_frame_bytes() -> usize {
@@ -450,6 +467,16 @@ impl RawConfig {
         if self.upstream.metadata_refresh_secs == 0 {
             return Err(ConfigError::new("upstream.metadata_refresh_secs", "must be above 0"));
         }
+        let broker_grace_secs = self
+            .upstream
+            .broker_grace_secs
+            .unwrap_or(DEFAULT_BROKER_GRACE_SECS.max(self.upstream.metadata_refresh_secs));
+        if broker_grace_secs < self.upstream.metadata_refresh_secs {
+            return Err(ConfigError::new(
+                "upstream.broker_grace_secs",
+                "must be at least upstream.metadata_refresh_secs: a broker is only known gone after discovery missed it",
+            ));
+        }
         for (key, value) in [
             ("gateway.max_frame_bytes", self.gateway.max_frame_bytes),
             ("gateway.max_response_bytes", self.gateway.max_response_bytes),
@@ -484,6 +511,7 @@ impl RawConfig {
                 metadata_refresh: Duration::from_secs(self.upstream.metadata_refresh_secs),
                 tls: self.upstream.tls.map(RawClientTls::validate).transpose()?,
                 sasl: self.upstream.sasl.map(RawSasl::validate).transpose()?,
+                broker_grace: Duration::from_secs(broker_grace_secs),
             },
             groups,
             max_frame_bytes: self.gateway.max_frame_bytes,
@@ -495,6 +523,7 @@ impl RawConfig {
             worker_threads: self.gateway.worker_threads,
             busy_poll: (self.gateway.busy_poll_us > 0).then(|| Duration::from_micros(self.gateway.busy_poll_us)),
             splice_min_bytes: self.gateway.splice_min_bytes,
+            drain: Duration::from_secs(self.gateway.drain_secs),
             admin,
             log_format: self.log.format,
         };

@@ -2,10 +2,12 @@
 //!
 //! Kafka answers the requests of one connection in the order they were sent, so a queue is enough:
 //! the request side pushes before the bytes leave for the broker, the response side pops and checks
-//! the correlation id. A response nobody asked for, or out of order, ends the connection.
+//! the correlation id. A response out of order ends the connection; one that answers no pending
+//! request (a broker answering an acks=0 Produce) is set apart, for the session to drop.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::rewrite::Action;
 use crate::sasl::RawTokens;
@@ -29,15 +31,27 @@ pub struct Inflight {
     queue: Mutex<VecDeque<Pending>>,
     /// After a SaslHandshake v0: the bare tokens the client still sends (sasl.rs).
     raw: Mutex<Option<RawTokens>>,
+    /// A drain stopped the requests: no more will be pushed.
+    stopped: AtomicBool,
 }
 
-/// A response that does not match the oldest pending request.
+/// A response that answers a pending request other than the oldest: Kafka never reorders, so the
+/// pairing is lost.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum OrderError {
-    #[error("response with correlation id {0} while no request is pending")]
-    Unsolicited(i32),
-    #[error("response with correlation id {got} while {expected} is the oldest pending request")]
-    OutOfOrder { expected: i32, got: i32 },
+#[error("response with correlation id {got} while {expected} is the oldest pending request")]
+pub struct OrderError {
+    pub expected: i32,
+    pub got: i32,
+}
+
+/// What a response answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// The oldest pending request.
+    Pending(Pending),
+    /// No request the client is waiting for: a broker that answers Produce with acks=0 sends
+    /// these (librdkafka's mock does; Kafka does not). The client does not expect it either.
+    Stray,
 }
 
 impl Inflight {
@@ -77,16 +91,27 @@ impl Inflight {
         self.push(Pending { correlation_id: -1, api_key: -1, api_version: -1, action: Action::RawToken, sent: None });
     }
 
-    /// Takes the oldest pending request, which `correlation_id` must answer.
-    pub fn answer(&self, correlation_id: i32) -> Result<Pending, OrderError> {
+    /// Takes the oldest pending request if `correlation_id` answers it. A response that answers no
+    /// pending request is [`Answer::Stray`]; one that answers a later one breaks the order.
+    pub fn answer(&self, correlation_id: i32) -> Result<Answer, OrderError> {
         let mut queue = self.queue.lock().expect("never poisoned");
         match queue.front() {
-            None => Err(OrderError::Unsolicited(correlation_id)),
-            Some(p) if p.correlation_id != correlation_id => {
-                Err(OrderError::OutOfOrder { expected: p.correlation_id, got: correlation_id })
+            Some(p) if p.correlation_id == correlation_id => Ok(Answer::Pending(queue.pop_front().expect("front"))),
+            Some(p) if queue.iter().any(|later| later.correlation_id == correlation_id) => {
+                Err(OrderError { expected: p.correlation_id, got: correlation_id })
             }
-            Some(_) => Ok(queue.pop_front().expect("front exists")),
+            _ => Ok(Answer::Stray),
         }
+    }
+
+    /// The requests stopped for a drain.
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::Relaxed);
+    }
+
+    /// Drained: the requests stopped and every one was answered.
+    pub fn drained(&self) -> bool {
+        self.stopped.load(Ordering::Relaxed) && self.is_empty()
     }
 
     pub fn len(&self) -> usize {
@@ -107,14 +132,17 @@ mod tests {
     }
 
     #[test]
-    fn answers_in_order_and_refuses_strangers() {
+    fn answers_in_order_sets_strays_apart_and_refuses_reordering() {
         let q = Inflight::default();
-        assert_eq!(q.answer(1), Err(OrderError::Unsolicited(1)));
+        assert_eq!(q.answer(1), Ok(Answer::Stray), "nothing pending");
         q.push(pending(1));
         q.push(pending(2));
-        assert_eq!(q.answer(2), Err(OrderError::OutOfOrder { expected: 1, got: 2 }));
-        assert_eq!(q.answer(1).unwrap().correlation_id, 1);
-        assert_eq!(q.answer(2).unwrap().correlation_id, 2);
-        assert!(q.is_empty());
+        assert_eq!(q.answer(2), Err(OrderError { expected: 1, got: 2 }));
+        assert_eq!(q.answer(7), Ok(Answer::Stray), "an answer to an acks=0 Produce, say");
+        assert_eq!(q.answer(1), Ok(Answer::Pending(pending(1))));
+        assert_eq!(q.answer(2), Ok(Answer::Pending(pending(2))));
+        assert!(q.is_empty() && !q.drained());
+        q.stop();
+        assert!(q.drained());
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use socket2::{Domain, Socket, Type};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{Instrument, error, info, info_span};
 
 use crate::session::{Group, Session};
@@ -26,13 +27,23 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
-/// Accepts until `stop` is cancelled; each connection gets its own session task.
-pub async fn accept_loop(group: Arc<Group>, target: Target, listener: TcpListener, stop: CancellationToken) {
-    let span = info_span!("listener", group = %group.name, %target);
+/// What one port's connections are: their group and target, and the tokens that stop the port
+/// (no more accepts) and drain its sessions (finish what is in flight, then close).
+pub struct Port {
+    pub group: Arc<Group>,
+    pub target: Target,
+    pub stop: CancellationToken,
+    pub drain: CancellationToken,
+}
+
+/// Accepts until the port is stopped; each connection gets its own session task, tracked so that a
+/// drain can wait for them.
+pub async fn accept_loop(port: Port, listener: TcpListener, sessions: TaskTracker) {
+    let span = info_span!("listener", group = %port.group.name, target = %port.target);
     async move {
         loop {
             let accepted = tokio::select! {
-                _ = stop.cancelled() => {
+                _ = port.stop.cancelled() => {
                     info!("listener closed");
                     return;
                 }
@@ -40,7 +51,8 @@ pub async fn accept_loop(group: Arc<Group>, target: Target, listener: TcpListene
             };
             match accepted {
                 Ok((client, peer)) => {
-                    tokio::spawn(Session::new(Arc::clone(&group), target, peer).serve(client));
+                    let session = Session::new(Arc::clone(&port.group), port.target, peer, port.drain.clone());
+                    sessions.spawn(session.serve(client));
                 }
                 Err(e) => {
                     // Out of file descriptors or similar: pause rather than spin; the port stays open.

@@ -12,7 +12,7 @@ use kafka_gateway::admin::{self, Observe};
 use kafka_gateway::config::LogFormat;
 use kafka_gateway::tls::{Acceptor, TlsError};
 use kafka_gateway::upstream::Link;
-use kafka_gateway::{Config, Gateway, check, fixture};
+use kafka_gateway::{Config, Gateway, check, fixture, lifecycle};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -118,10 +118,11 @@ fn main() -> ExitCode {
         return ExitCode::from(EXIT_CONFIG);
     }
     init_tracing(cli.log_format.unwrap_or(config.log_format));
+    let source = lifecycle::Source { file: args.config.clone(), overrides: args.overrides.clone() };
     let runtime = kafka_gateway::runtime::build(&config).expect("a tokio runtime");
     runtime.block_on(async move {
         match cli.command {
-            Command::Run(_) => run(config).await,
+            Command::Run(_) => run(config, source).await,
             Command::Check { .. } => report(check::check(&config).await),
             Command::Validate { brokers, .. } if brokers.is_empty() => {
                 println!("ok: configuration valid ({} listener group(s))", config.groups.len());
@@ -212,7 +213,15 @@ fn report(report: check::Report) -> ExitCode {
     if report.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
-async fn run(config: Config) -> ExitCode {
+async fn run(config: Config, source: lifecycle::Source) -> ExitCode {
+    // Before any port opens: from here on no signal kills the gateway unannounced.
+    let signals = match lifecycle::Signals::register() {
+        Ok(signals) => signals,
+        Err(e) => {
+            eprintln!("kafka-gateway: cannot handle signals: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     // Every client connection costs two descriptors (client and upstream side).
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(limit) => tracing::info!("open-file limit {limit}: room for about {} client connections", limit / 2),
@@ -238,24 +247,10 @@ async fn run(config: Config) -> ExitCode {
         None => None,
     };
     match gateway.open().await {
-        Ok(()) => {
-            wait_for_signal().await;
-            tracing::info!("shutting down");
-            gateway.shutdown();
-            ExitCode::SUCCESS
-        }
+        Ok(()) => lifecycle::serve(gateway, signals, source).await,
         Err(e) => {
             eprintln!("kafka-gateway: {e}");
             ExitCode::FAILURE
         }
-    }
-}
-
-async fn wait_for_signal() {
-    let mut term =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("a SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
     }
 }

@@ -17,11 +17,12 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tracing::{Instrument, Level, trace};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, Level, trace, warn};
 
 use crate::broker::Advertise;
 use crate::frame::{self, FrameError, MIN_REQUEST, MIN_RESPONSE, Peek};
-use crate::inflight::{Inflight, OrderError, Pending};
+use crate::inflight::{Answer, Inflight, OrderError, Pending};
 use crate::metrics::{GroupCounters, SessionCounters};
 use crate::record::Recorder;
 use crate::rewrite::{self, Action, Refused, RewriteError, api_versions};
@@ -29,12 +30,16 @@ use crate::sasl;
 use crate::splice::{Failed, Moved, Pipe};
 use crate::stream::Stream;
 pub use crate::stream::{Sink, Source};
+use crate::throttle::Throttle;
 use crate::tls::{Acceptor, TlsError};
 use crate::topology::{Learn, LearnError};
 use crate::upstream::{self, Dialer, Target, UpstreamError};
 
 /// SaslHandshake: after its v0, the client's SASL tokens travel as bare frames.
 const SASL_HANDSHAKE: i16 = 17;
+
+/// Responses no request asked for, logged at most once a minute.
+static STRAY: Throttle = Throttle::new(Duration::from_secs(60));
 
 /// Bytes read at a time: the size of the buffers a direction borrows while bytes are in flight.
 const READ_CHUNK: usize = 64 * 1024;
@@ -120,6 +125,8 @@ impl std::fmt::Display for Side {
 pub enum Closed {
     ByClient,
     ByBroker,
+    /// The gateway drained it: every request forwarded was answered, then it closed.
+    Drained,
 }
 
 /// Why a connection ended other than by a close.
@@ -230,16 +237,19 @@ pub struct Session {
     target: Target,
     peer: SocketAddr,
     counters: SessionCounters,
+    /// Cancelled when the gateway drains: stop at the next frame boundary, finish what is in
+    /// flight, close.
+    drain: CancellationToken,
 }
 
 impl Session {
-    pub fn new(group: Arc<Group>, target: Target, peer: SocketAddr) -> Self {
+    pub fn new(group: Arc<Group>, target: Target, peer: SocketAddr, drain: CancellationToken) -> Self {
         let broker = match target {
             Target::Bootstrap => None,
             Target::Broker(n) => Some(n),
         };
         let counters = group.counters.session(broker);
-        Self { group, target, peer, counters }
+        Self { group, target, peer, counters, drain }
     }
 
     /// Serves the connection until either side closes or breaks the protocol, and logs how it
@@ -304,10 +314,21 @@ impl Session {
         upstream_wr: impl Sink,
     ) -> Result<Closed, SessionError> {
         let inflight = Inflight::default();
-        let (client_wr, upstream_wr) = (self.counters.to_client(client_wr), self.counters.to_broker(upstream_wr));
-        tokio::select! {
-            r = self.requests(client_rd, upstream_wr, &inflight) => r,
-            r = self.responses(upstream_rd, client_wr, &inflight) => r,
+        let (client_wr, mut upstream_wr) = (self.counters.to_client(client_wr), self.counters.to_broker(upstream_wr));
+        // Lent, so that a drain's end of the requests leaves the broker's connection open.
+        let requests = self.requests(client_rd, &mut upstream_wr, &inflight);
+        let responses = self.responses(upstream_rd, client_wr, &inflight);
+        tokio::pin!(requests, responses);
+        let mut draining = false;
+        loop {
+            tokio::select! {
+                r = &mut requests, if !draining => match r {
+                    // No request goes out any more; the answers to those that did still come back.
+                    Ok(Closed::Drained) if !inflight.is_empty() => draining = true,
+                    r => return r,
+                },
+                r = &mut responses => return r,
+            }
         }
     }
 
@@ -323,7 +344,17 @@ impl Session {
         let mut buf = BytesMut::new();
         let mut place = Place::default();
         loop {
-            if !fill(&mut from, &mut buf, place.read_limit()).await.map_err(SessionError::client)? {
+            // A drain stops here only between frames: what is in the buffer then is at most the
+            // start of a frame not a byte of which reached the broker.
+            let filled = tokio::select! {
+                biased;
+                _ = self.drain.cancelled(), if place.rest == 0 => {
+                    inflight.stop();
+                    return Ok(Closed::Drained);
+                }
+                filled = fill(&mut from, &mut buf, place.read_limit()) => filled,
+            };
+            if !filled.map_err(SessionError::client)? {
                 return Ok(Closed::ByClient);
             }
             while place.frame_done(buf.len()) {
@@ -441,8 +472,27 @@ impl Session {
                     break;
                 };
                 let Peek::Ready(correlation_id) = frame::peek_correlation_id(next) else { break };
-                let pending = inflight.answer(correlation_id)?;
                 answered = true;
+                let pending = match inflight.answer(correlation_id)? {
+                    Answer::Pending(pending) => pending,
+                    Answer::Stray => {
+                        // Nobody asked for it: dropped, as the client would drop it.
+                        if let Some(left_out) = STRAY.admit() {
+                            warn!(
+                                correlation_id,
+                                left_out,
+                                "a response answers no request (a broker answering an acks=0 Produce does that): dropped"
+                            );
+                        }
+                        if len > limits.response {
+                            return Err(SessionError::ResponseTooLarge { size: len, limit: limits.response });
+                        }
+                        to.write_all(&buf[..place.ready]).await.map_err(SessionError::client)?;
+                        buf.advance(std::mem::take(&mut place.ready));
+                        drop(read_whole(&mut from, &mut buf, len).await?);
+                        continue;
+                    }
+                };
                 if pending.action == Action::Forward {
                     place.rest = len;
                     passing = Some(pending);
@@ -471,6 +521,9 @@ impl Session {
                 Ok(Spliced::Done) if place.rest == 0 => {
                     if let Some(done) = passing.take() {
                         self.counters.answered(done.api_key, done.sent);
+                    }
+                    if inflight.drained() && buf.is_empty() {
+                        return Ok(Closed::Drained);
                     }
                 }
                 Ok(Spliced::Done) => {}
@@ -686,13 +739,15 @@ pub mod testing {
         })
     }
 
-    /// Runs the pumps of a session of `group` between two streams until one ends.
+    /// Runs the pumps of a session of `group` between two streams until one ends, or until `drain`
+    /// is cancelled and what is in flight is answered.
     pub async fn proxy_in(
         group: Arc<Group>,
         client: impl AsyncRead + AsyncWrite,
         broker: impl AsyncRead + AsyncWrite,
+        drain: CancellationToken,
     ) -> Result<Closed, SessionError> {
-        let session = Session::new(group, Target::Bootstrap, SocketAddr::from(([127, 0, 0, 1], 0)));
+        let session = Session::new(group, Target::Bootstrap, SocketAddr::from(([127, 0, 0, 1], 0)), drain);
         let ((crd, cwr), (brd, bwr)) = (tokio::io::split(client), tokio::io::split(broker));
         session.pump(crd, cwr, brd, bwr).await
     }
@@ -704,20 +759,21 @@ pub mod testing {
         limits: Limits,
         names: Arc<dyn Advertise + Send + Sync>,
     ) -> Result<Closed, SessionError> {
-        let session = Session::new(group(limits, names), Target::Bootstrap, SocketAddr::from(([127, 0, 0, 1], 0)));
-        let ((crd, cwr), (brd, bwr)) = (tokio::io::split(client), tokio::io::split(broker));
-        session.pump(crd, cwr, brd, bwr).await
+        proxy_in(group(limits, names), client, broker, CancellationToken::new()).await
     }
 
-    /// Runs a session's pumps over connected sockets (which splice), for tests of this crate.
+    /// Runs a session's pumps over connected sockets (which splice, and half-close when a write
+    /// end is dropped), for tests of this crate.
     #[cfg(test)]
     pub(crate) async fn proxy_sockets(
         client: TcpStream,
         broker: TcpStream,
         limits: Limits,
         names: Arc<dyn Advertise + Send + Sync>,
+        drain: CancellationToken,
     ) -> Result<Closed, SessionError> {
-        let session = Session::new(group(limits, names), Target::Bootstrap, SocketAddr::from(([127, 0, 0, 1], 0)));
+        let session =
+            Session::new(group(limits, names), Target::Bootstrap, SocketAddr::from(([127, 0, 0, 1], 0)), drain);
         let ((crd, cwr), (brd, bwr)) = (Stream::Tcp(client).split(), Stream::Tcp(broker).split());
         session.pump(crd, cwr, brd, bwr).await
     }

@@ -38,6 +38,19 @@ pub trait Sink: AsyncWrite + Unpin {
     fn moved(&self, _bytes: usize) {}
 }
 
+/// Lent to a pump that must not close it: a drain ends the requests, and dropping the broker's
+/// write half would half-close the connection, which a broker answers by closing before it answers
+/// what is in flight.
+impl<S: Sink> Sink for &mut S {
+    fn socket(&self) -> Option<&TcpStream> {
+        (**self).socket()
+    }
+
+    fn moved(&self, bytes: usize) {
+        (**self).moved(bytes)
+    }
+}
+
 /// One side of a session: a client's connection, or the gateway's connection to a broker.
 pub enum Stream {
     Tcp(TcpStream),

@@ -6,7 +6,7 @@
 //! broker on its way to a client, so a broker that joins is known before any client hears of it.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use dashmap::DashMap;
 
@@ -52,6 +52,11 @@ impl Topology {
         self.brokers.contains_key(&node_id)
     }
 
+    /// A broker that has left the cluster.
+    pub fn forget(&self, node_id: i32) {
+        self.brokers.remove(&node_id);
+    }
+
     /// Every known broker, by node id.
     pub fn snapshot(&self) -> BTreeMap<i32, Broker> {
         self.brokers.iter().map(|e| (*e.key(), e.value().clone())).collect()
@@ -60,9 +65,21 @@ impl Topology {
 
 /// Names brokers as one listener group shows them: its template, with the racks that responses
 /// without rack fields (FindCoordinator, Metadata v0) leave out taken from what the gateway knows.
+/// A reload that changes the template or the AZ maps replaces the group here, so that the next
+/// answer on every open connection carries the new names.
 pub struct GroupNames {
-    pub group: Arc<ListenerGroup>,
-    pub topology: Arc<Topology>,
+    group: RwLock<Arc<ListenerGroup>>,
+    topology: Arc<Topology>,
+}
+
+impl GroupNames {
+    pub fn new(group: Arc<ListenerGroup>, topology: Arc<Topology>) -> Self {
+        Self { group: RwLock::new(group), topology }
+    }
+
+    pub fn set(&self, group: Arc<ListenerGroup>) {
+        *self.group.write().unwrap_or_else(|p| p.into_inner()) = group;
+    }
 }
 
 impl Advertise for GroupNames {
@@ -75,7 +92,8 @@ impl Advertise for GroupNames {
                 known.as_deref()
             }
         };
-        self.group.advertised(broker.node_id, rack)
+        let group = Arc::clone(&self.group.read().unwrap_or_else(|p| p.into_inner()));
+        group.advertised(broker.node_id, rack)
     }
 
     fn racks(&self) -> BTreeMap<i32, String> {
@@ -151,7 +169,7 @@ mod tests {
     fn responses_without_racks_are_named_with_the_racks_discovery_learned() {
         let config = Config::from_toml(AWS).unwrap();
         let topology = Arc::new(Topology::default());
-        let names = GroupNames { group: Arc::new(config.groups[0].clone()), topology: Arc::clone(&topology) };
+        let names = GroupNames::new(Arc::new(config.groups[0].clone()), Arc::clone(&topology));
         let coordinator = named(2, "10.0.0.2", Rack::Unreported);
         assert!(names.advertise(&coordinator).is_err(), "no rack known yet");
         topology.observe(&named(2, "10.0.0.2", Rack::Reported(Some("us-west-2c")))).unwrap();

@@ -7,8 +7,8 @@
 
 use std::fmt;
 use std::io::ErrorKind;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -169,32 +169,41 @@ impl Link {
 /// the bootstrap servers in turn (then every known broker), starting one further each time so that
 /// connections spread over them.
 pub struct Dialer {
-    bootstrap: Vec<HostPort>,
+    /// Replaced by a reload; read at every dial.
+    bootstrap: RwLock<Vec<HostPort>>,
     topology: Arc<Topology>,
-    link: Link,
+    link: RwLock<Arc<Link>>,
     next: AtomicUsize,
 }
 
 impl Dialer {
     pub fn new(bootstrap: Vec<HostPort>, topology: Arc<Topology>, link: Link) -> Self {
-        Self { bootstrap, topology, link, next: AtomicUsize::new(0) }
+        Self {
+            bootstrap: RwLock::new(bootstrap),
+            topology,
+            link: RwLock::new(Arc::new(link)),
+            next: AtomicUsize::new(0),
+        }
     }
 
     pub async fn dial(&self, target: Target) -> Result<Stream, UpstreamError> {
+        let link = self.link();
         match target {
             Target::Broker(node_id) => {
                 let addr = self.topology.upstream(node_id).ok_or(UpstreamError::UnknownBroker(node_id))?;
-                let stream = self.link.connect(&addr).await?;
+                let stream = link.connect(&addr).await?;
                 tracing::debug!(node_id, upstream = %addr, "connected to broker");
                 Ok(stream)
             }
             Target::Bootstrap => {
+                let configured = self.bootstrap.read().unwrap_or_else(|p| p.into_inner()).len();
                 let mut candidates = self.candidates();
-                let start = self.next.fetch_add(1, Ordering::Relaxed) % self.bootstrap.len();
-                candidates[..self.bootstrap.len()].rotate_left(start);
+                let start = self.next.fetch_add(1, Ordering::Relaxed) % configured.max(1);
+                candidates[..configured].rotate_left(start);
                 let mut failures = Vec::new();
                 for addr in &candidates {
-                    match self.link.connect(addr).await {
+                    // Host names are resolved at every attempt: a headless service's addresses change.
+                    match link.connect(addr).await {
                         Ok(stream) => {
                             tracing::debug!(upstream = %addr, "connected to bootstrap server");
                             return Ok(stream);
@@ -209,7 +218,7 @@ impl Dialer {
 
     /// The configured bootstrap servers, then every known broker not among them.
     pub fn candidates(&self) -> Vec<HostPort> {
-        let mut all = self.bootstrap.clone();
+        let mut all = self.bootstrap.read().unwrap_or_else(|p| p.into_inner()).clone();
         for broker in self.topology.snapshot().into_values() {
             if !all.contains(&broker.upstream) {
                 all.push(broker.upstream);
@@ -218,8 +227,19 @@ impl Dialer {
         all
     }
 
-    pub fn link(&self) -> &Link {
-        &self.link
+    /// How brokers are reached now.
+    pub fn link(&self) -> Arc<Link> {
+        Arc::clone(&self.link.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// A reload's new bootstrap servers, for the next connections and discoveries.
+    pub fn set_bootstrap(&self, servers: Vec<HostPort>) {
+        *self.bootstrap.write().unwrap_or_else(|p| p.into_inner()) = servers;
+    }
+
+    /// A reload's new link (TLS, SASL, timeouts), for the next connections.
+    pub fn set_link(&self, link: Link) {
+        *self.link.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(link);
     }
 }
 
@@ -399,6 +419,12 @@ impl Connection {
             return Err(protocol(ProtocolError::Correlation { got, expected: correlation_id }));
         }
         Ok(frame)
+    }
+
+    /// The connection itself, to read what comes after (tests).
+    #[cfg(feature = "testing")]
+    pub fn into_stream(self) -> Stream {
+        self.stream
     }
 
     /// Sends one request and decodes its response with kafka-protocol, for tests.

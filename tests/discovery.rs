@@ -83,10 +83,12 @@ async fn a_broker_named_in_a_response_has_its_listener_before_the_client_reads_t
 async fn the_gateway_starts_without_a_cluster_and_finds_it_when_it_comes() {
     let cluster_port = free_ports(0);
     let base = free_ports(2);
-    let gateway = start(config(&format!("127.0.0.1:{cluster_port}"), base, 2)).await;
+    // Discovery every 30 s: the first attempts after a failed start back off from 1 s instead.
+    let gateway = start(config(&format!("127.0.0.1:{cluster_port}"), base, 30)).await;
     // Serving already: the bootstrap port is open though nothing is behind it.
     assert!(tokio::net::TcpStream::connect(("127.0.0.1", base)).await.is_ok());
     assert!(brokers_listening(&gateway).is_empty());
+    tokio::time::sleep(Duration::from_secs(3)).await;
 
     let fake = FakeBroker::start(cluster_port, vec![]).await;
     fake.set_nodes(vec![node(1, cluster_port), node(2, cluster_port)]);
@@ -128,4 +130,66 @@ async fn a_broker_whose_port_collides_is_refused_never_misnamed() {
     let mut rest = Vec::new();
     assert_eq!(conn.read_to_end(&mut rest).await.unwrap_or(0), 0, "the connection is closed");
     assert_eq!(brokers_listening(&gateway), [1], "no listener for node 0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_that_joins_gets_its_ports_and_one_that_leaves_loses_them() {
+    let owned = OwnedMock::new();
+    let base = loop {
+        let base = free_ports(4);
+        if std::net::TcpListener::bind(("127.0.0.1", base + 4)).is_ok() {
+            break base;
+        }
+    };
+    let bootstrap = owned.plaintext().join(",");
+    let config = Config::from_toml(&format!(
+        r#"
+        [upstream]
+        bootstrap_servers = "{bootstrap}"
+        metadata_refresh_secs = 1
+        broker_grace_secs = 2
+        [listeners.azure]
+        bind = "127.0.0.1"
+        bootstrap_port = {base}
+        broker_port_base = {base}
+        advertised = "b{{node_id}}.abc.eastus.azure.3199745.tidbcloud.com:{{port}}"
+        "#
+    ))
+    .unwrap();
+    let gateway = start(config).await;
+    assert_eq!(brokers_listening(&gateway), [1, 2, 3]);
+    owned.add_broker(4);
+    assert!(eventually(Duration::from_secs(20), || brokers_listening(&gateway) == [1, 2, 3, 4]).await);
+    let named = metadata_via(&HostPort { host: "127.0.0.1".into(), port: base + 4 }).await;
+    assert!(named.brokers.iter().any(|b| b.node_id.0 == 4 && b.port == i32::from(base) + 4));
+    owned.decommission(3);
+    assert!(eventually(Duration::from_secs(20), || brokers_listening(&gateway) == [1, 2, 4]).await);
+    assert!(tokio::net::TcpStream::connect(("127.0.0.1", base + 3)).await.is_err(), "broker 3's port is closed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_whose_address_changes_is_dialed_at_the_new_one() {
+    // Broker 1 moves from one host to another (a pod rescheduled, say), keeping its node id.
+    let (old, new) = (FakeBroker::start(0, vec![]).await, FakeBroker::start(0, vec![]).await);
+    old.set_nodes(vec![node(1, old.addr.port())]);
+    let base = free_ports(1);
+    let _gateway = start(config(&old.addr.to_string(), base, 1)).await;
+    let ping = request_frame(10_001, 0, 5, &[]);
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", base + 1)).await.unwrap();
+    exchange(&mut conn, &ping).await.unwrap();
+    assert!(old.received.lock().unwrap().contains(&ping));
+    for fake in [&old, &new] {
+        fake.set_nodes(vec![node(1, new.addr.port())]);
+    }
+    // After the next discovery, new connections to broker 1's port reach it where it is now...
+    let moved = eventually(Duration::from_secs(10), || {
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", base + 1)).unwrap();
+        std::io::Write::write_all(&mut conn, &ping).unwrap();
+        let mut size = [0u8; 4];
+        std::io::Read::read_exact(&mut conn, &mut size).is_ok() && new.received.lock().unwrap().contains(&ping)
+    })
+    .await;
+    assert!(moved, "broker 1's port still dials its old address");
+    // ...while the connection opened before the move stays where it was.
+    exchange(&mut conn, &ping).await.unwrap();
 }

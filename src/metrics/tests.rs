@@ -57,7 +57,7 @@ async fn a_session_counts_requests_bytes_rewrites_and_latency_exactly() {
     // Pipes larger than all the test writes: each side writes everything before it reads.
     let (mut client, client_side) = duplex(1 << 16);
     let (mut broker, broker_side) = duplex(1 << 16);
-    let session = tokio::spawn(proxy_in(group, client_side, broker_side));
+    let session = tokio::spawn(proxy_in(group, client_side, broker_side, Default::default()));
 
     // Two ListOffsets v5 (forwarded), one Metadata v12 (rewritten), one acks=0 Produce (no answer).
     let list = request(2, 5, 1, &[1, 2, 3]);
@@ -138,7 +138,7 @@ async fn a_request_at_a_capped_version_is_refused_and_counted() {
     let (mut client, client_side) = duplex(64);
     let (_broker, broker_side) = duplex(64);
     client.write_all(&request(55, 2, 1, &[])).await.unwrap();
-    let err = proxy_in(group, client_side, broker_side).await.unwrap_err();
+    let err = proxy_in(group, client_side, broker_side, Default::default()).await.unwrap_err();
     assert_eq!((err.side(), err.refusal()), (crate::session::Side::Client, Some("version_capped")));
 }
 

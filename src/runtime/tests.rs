@@ -103,7 +103,7 @@ fn the_gateways_runtime_wakes_for_bytes_on_a_session_socket() {
     });
     let _session = runtime.spawn(async move {
         let accepted = tokio::net::TcpStream::from_std(accepted).unwrap();
-        Session::new(group, Target::Bootstrap, peer).serve(accepted).await
+        Session::new(group, Target::Bootstrap, peer, Default::default()).serve(accepted).await
     });
     let (mut broker, _) = broker.accept().unwrap();
     // The poll does not watch a connect completing (a socket becoming writable), so the first

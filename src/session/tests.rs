@@ -181,11 +181,15 @@ async fn versions_that_could_leak_addresses_are_refused_before_reaching_the_brok
 }
 
 #[tokio::test]
-async fn an_unsolicited_response_ends_the_connection() {
+async fn a_response_that_skips_a_pending_request_ends_the_connection() {
     let mut r = rig(1024, 1 << 20);
-    r.broker.write_all(&response(9, b"?")).await.unwrap();
+    let requests = [request(2, 5, 1, &[]), request(2, 5, 2, &[])];
+    r.client.write_all(&requests.concat()).await.unwrap();
+    read_exactly(&mut r.broker, requests.iter().map(Vec::len).sum()).await;
+    // Kafka answers in order: an answer to the second before the first means the pairing is lost.
+    r.broker.write_all(&response(2, b"?")).await.unwrap();
     let err = r.proxy.await.unwrap().unwrap_err();
-    assert!(matches!(err, SessionError::Order(_)), "{err}");
+    assert!(matches!(err, SessionError::Order(OrderError { expected: 1, got: 2 })), "{err}");
 }
 
 #[tokio::test]
@@ -241,7 +245,7 @@ async fn a_large_response_held_for_rewrite_leaves_no_large_buffer_in_the_pool() 
     let upstream = TcpStream::connect(broker_listener.local_addr().unwrap()).await.unwrap();
     let (mut broker, _) = broker_listener.accept().await.unwrap();
     let limits = Limits { request: 1 << 20, response: 8 << 20, splice_min: 0 };
-    let _proxy = tokio::spawn(proxy_sockets(gateway_side, upstream, limits, Arc::new(Fake)));
+    let _proxy = tokio::spawn(proxy_sockets(gateway_side, upstream, limits, Arc::new(Fake), CancellationToken::new()));
     let requests = [request(3, 12, 1, &[]), request(2, 5, 2, &[])];
     client.write_all(&requests.concat()).await.unwrap();
     read_exactly(&mut broker, requests.iter().map(Vec::len).sum()).await;
@@ -286,8 +290,11 @@ async fn a_large_response_held_for_rewrite_leaves_no_large_buffer_in_the_pool() 
 }
 
 /// A proxy between a test client and a test broker over loopback TCP, splicing what goes on for
-/// at least 16 KiB past a read: (client, broker, the proxy's task).
-async fn socket_rig() -> (TcpStream, TcpStream, JoinHandle<Result<Closed, SessionError>>) {
+/// at least 16 KiB past a read and draining when `drain` is cancelled: (client, broker, the proxy's
+/// task).
+async fn socket_rig_draining(
+    drain: CancellationToken,
+) -> (TcpStream, TcpStream, JoinHandle<Result<Closed, SessionError>>) {
     let (client_listener, broker_listener) = (
         tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
         tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
@@ -297,8 +304,12 @@ async fn socket_rig() -> (TcpStream, TcpStream, JoinHandle<Result<Closed, Sessio
     let upstream = TcpStream::connect(broker_listener.local_addr().unwrap()).await.unwrap();
     let (broker, _) = broker_listener.accept().await.unwrap();
     let limits = Limits { request: 8 << 20, response: 8 << 20, splice_min: 16 << 10 };
-    let proxy = tokio::spawn(proxy_sockets(gateway_side, upstream, limits, Arc::new(Fake)));
+    let proxy = tokio::spawn(proxy_sockets(gateway_side, upstream, limits, Arc::new(Fake), drain));
     (client, broker, proxy)
+}
+
+async fn socket_rig() -> (TcpStream, TcpStream, JoinHandle<Result<Closed, SessionError>>) {
+    socket_rig_draining(CancellationToken::new()).await
 }
 
 /// A Produce v8 body with acks=1 (so that it is answered) before `records`.
@@ -441,11 +452,65 @@ async fn errors_name_their_side() {
     r.client.write_all(&[0xff, 0xff, 0xff, 0xf0]).await.unwrap();
     assert_eq!(r.proxy.await.unwrap().unwrap_err().side(), Side::Client);
     let mut r = rig(1024, 1 << 20);
-    r.broker.write_all(&response(9, b"?")).await.unwrap();
+    let requests = [request(2, 5, 1, &[]), request(2, 5, 2, &[])];
+    r.client.write_all(&requests.concat()).await.unwrap();
+    read_exactly(&mut r.broker, requests.iter().map(Vec::len).sum()).await;
+    r.broker.write_all(&response(2, b"?")).await.unwrap();
     assert_eq!(r.proxy.await.unwrap().unwrap_err().side(), Side::Broker);
     let mut r = rig(1 << 16, 1000);
     r.client.write_all(&request(3, 12, 1, &[])).await.unwrap();
     read_exactly(&mut r.broker, 18).await;
     r.broker.write_all(&response(1, &[0; 2000])).await.unwrap();
     assert_eq!(r.proxy.await.unwrap().unwrap_err().side(), Side::Gateway);
+}
+
+#[tokio::test]
+async fn a_drain_answers_what_is_in_flight_then_closes_and_forwards_nothing_new() {
+    let drain = CancellationToken::new();
+    let (mut client, mut broker, proxy) = socket_rig_draining(drain.clone()).await;
+    let in_flight = [request(2, 5, 1, &[]), request(2, 5, 2, &[])];
+    client.write_all(&in_flight.concat()).await.unwrap();
+    assert_eq!(read_exactly(&mut broker, in_flight.iter().map(Vec::len).sum()).await, in_flight.concat());
+    drain.cancel();
+    // The drain waits for the answers to both, and the broker's connection stays whole meanwhile: a
+    // broker closes a half-closed connection without answering.
+    let mut byte = [0u8; 1];
+    let early = tokio::time::timeout(Duration::from_millis(200), broker.read(&mut byte)).await;
+    assert!(early.is_err(), "the broker saw {early:?} with requests in flight");
+    assert!(!proxy.is_finished(), "closed with requests in flight");
+    // ...and nothing the client sends from now on is forwarded.
+    client.write_all(&request(2, 5, 3, &[])).await.unwrap();
+    let answers = [response(1, b"one"), response(2, b"two")];
+    broker.write_all(&answers.concat()).await.unwrap();
+    assert_eq!(read_exactly(&mut client, answers.iter().map(Vec::len).sum()).await, answers.concat());
+    assert_eq!(proxy.await.unwrap().unwrap(), Closed::Drained);
+    let mut rest = Vec::new();
+    broker.read_to_end(&mut rest).await.unwrap();
+    assert!(rest.is_empty(), "a request sent during the drain reached the broker: {rest:?}");
+}
+
+#[tokio::test]
+async fn an_idle_connection_drains_at_once() {
+    let (_client, client_side) = duplex(1 << 16);
+    let (_broker, broker_side) = duplex(1 << 16);
+    let drain = CancellationToken::new();
+    let group = testing::group(Limits { request: 1 << 20, response: 1 << 20, splice_min: 0 }, Arc::new(Fake));
+    let proxy = tokio::spawn(testing::proxy_in(group, client_side, broker_side, drain.clone()));
+    drain.cancel();
+    assert_eq!(proxy.await.unwrap().unwrap(), Closed::Drained);
+}
+
+#[tokio::test]
+async fn a_response_nobody_asked_for_is_dropped_and_the_next_one_passes() {
+    let mut r = rig(1 << 16, 1 << 20);
+    // An acks=0 Produce (no answer expected), then a ListOffsets; a broker that answers both.
+    let acks0 = request(0, 8, 1, &[0xff, 0xff, 0, 0]);
+    let list = request(2, 5, 2, &[]);
+    r.client.write_all(&[acks0.clone(), list.clone()].concat()).await.unwrap();
+    read_exactly(&mut r.broker, acks0.len() + list.len()).await;
+    let stray = response(1, &[0; 30]);
+    let answer = response(2, b"offsets");
+    r.broker.write_all(&[stray, answer.clone()].concat()).await.unwrap();
+    assert_eq!(read_exactly(&mut r.client, answer.len()).await, answer, "only the answer the client waits for");
+    assert!(!r.proxy.is_finished());
 }

@@ -120,6 +120,26 @@ impl OwnedMock {
         self.mock().bootstrap_servers().split(',').map(str::to_owned).collect()
     }
 
+    /// A broker that joins the cluster.
+    pub fn add_broker(&self, node_id: i32) {
+        // SAFETY: as in `advertise`.
+        let err = unsafe {
+            let cluster = rdkafka::bindings::rd_kafka_handle_mock_cluster(self.owner.native_ptr());
+            rdkafka::bindings::rd_kafka_mock_broker_add(cluster, node_id)
+        };
+        assert_eq!(err, rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR);
+    }
+
+    /// A broker that leaves the cluster for good.
+    pub fn decommission(&self, node_id: i32) {
+        // SAFETY: as in `advertise`.
+        let err = unsafe {
+            let cluster = rdkafka::bindings::rd_kafka_handle_mock_cluster(self.owner.native_ptr());
+            rdkafka::bindings::rd_kafka_mock_broker_decommission(cluster, node_id)
+        };
+        assert_eq!(err, rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR);
+    }
+
     /// Makes the brokers advertise `ports` (broker N on `ports[N - 1]`) on 127.0.0.1.
     pub fn advertise(&self, ports: &[u16]) {
         // SAFETY: `owner` created the mock cluster and lives as long as the process; librdkafka
@@ -481,5 +501,78 @@ async fn fake_connection(
         if stream.write_all(&reply).await.is_err() {
             return;
         }
+    }
+}
+
+/// The gateway binary running with a configuration file, its log collected line by line.
+pub struct GatewayProcess {
+    pub child: tokio::process::Child,
+    lines: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl GatewayProcess {
+    /// `kafka-gateway run --config FILE` with `RUST_LOG=info` (and extra arguments).
+    pub fn run(config: &Path, extra: &[&str]) -> Self {
+        Self::run_logging(config, extra, "info")
+    }
+
+    /// As [`GatewayProcess::run`], logging what `filter` (a `RUST_LOG` value) lets through.
+    pub fn run_logging(config: &Path, extra: &[&str], filter: &str) -> Self {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kafka-gateway"))
+            .args(["run", "--config"])
+            .arg(config)
+            .args(extra)
+            .env("RUST_LOG", filter)
+            .env("NO_COLOR", "1")
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the gateway binary");
+        let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (stderr, sink) = (child.stderr.take().unwrap(), Arc::clone(&lines));
+        let name = config.display().to_string();
+        tokio::spawn(async move {
+            use tokio::io::AsyncBufReadExt;
+            let mut reader = tokio::io::BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                eprintln!("[{name}] {line}");
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Self { child, lines }
+    }
+
+    pub fn pid(&self) -> String {
+        self.child.id().expect("running").to_string()
+    }
+
+    /// Sends `signal` (HUP, TERM, INT, USR1, KILL…).
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill").arg(format!("-{signal}")).arg(self.pid()).status().unwrap();
+        assert!(status.success(), "kill -{signal}");
+    }
+
+    /// Every line logged so far.
+    pub fn log(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
+
+    /// How many lines so far contain `needle`.
+    pub fn count(&self, needle: &str) -> usize {
+        self.lines.lock().unwrap().iter().filter(|l| l.contains(needle)).count()
+    }
+
+    /// Waits until `needle` has been logged `n` times in all (up to 30 s).
+    pub async fn wait_for_nth(&self, needle: &str, n: usize) -> bool {
+        eventually(Duration::from_secs(30), || self.count(needle) >= n).await
+    }
+
+    pub async fn wait_for(&self, needle: &str) -> bool {
+        self.wait_for_nth(needle, 1).await
+    }
+
+    /// Waits for the process to exit (up to `limit`).
+    pub async fn exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        tokio::time::timeout(limit, self.child.wait()).await.ok().map(|s| s.unwrap())
     }
 }
