@@ -10,7 +10,6 @@
 //!
 //! Every command prints one result line that a script can parse, and exits non-zero on failure.
 
-use std::collections::BTreeSet;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -61,6 +60,12 @@ enum Command {
         /// librdkafka's message.timeout.ms: how long a message may wait for delivery.
         #[arg(long, default_value_t = 60_000)]
         message_timeout_ms: u64,
+        /// `all` (idempotent, the default), `1`, or `0` (no answers, no idempotence).
+        #[arg(long, default_value = "all")]
+        acks: String,
+        /// At most this many messages a second (default: as fast as it can).
+        #[arg(long)]
+        rate: Option<u64>,
     },
     /// Consume in a group until `count` distinct messages arrived or `idle_secs` passed without
     /// any; print `consumed N distinct D duplicates X`.
@@ -75,6 +80,10 @@ enum Command {
         count: usize,
         #[arg(long, default_value_t = 30)]
         idle_secs: u64,
+        /// Also check that every partition's messages arrive in the order they were produced, and
+        /// report the longest wait between two messages: the line gains `out-of-order K max-gap-ms G`.
+        #[arg(long)]
+        order: bool,
     },
 }
 
@@ -108,20 +117,20 @@ async fn main() -> ExitCode {
     PROPERTIES.set(properties).expect("set once");
     match cli.command {
         Command::Metadata { bootstrap, timeout_secs } => metadata(&bootstrap, Duration::from_secs(timeout_secs)),
-        Command::Produce { bootstrap, topic, count, size, pause_every, message_timeout_ms } => {
+        Command::Produce { bootstrap, topic, count, size, pause_every, message_timeout_ms, acks, rate } => {
             let producer = config(bootstrap.as_str())
-                .set("enable.idempotence", "true")
-                .set("acks", "all")
+                .set("enable.idempotence", (acks == "all").to_string())
+                .set("acks", &acks)
                 .set("linger.ms", "5")
                 .set("message.timeout.ms", message_timeout_ms.to_string())
                 .create();
             match producer {
-                Ok(p) => produce(&p, &topic, count, size, pause_every.unwrap_or(count)).await,
+                Ok(p) => produce(&p, &topic, count, size, pause_every.unwrap_or(count), rate).await,
                 Err(e) => fail(&format!("producer: {e}")),
             }
         }
-        Command::Consume { bootstrap, topic, group, count, idle_secs } => {
-            consume(&bootstrap, &topic, &group, count, Duration::from_secs(idle_secs)).await
+        Command::Consume { bootstrap, topic, group, count, idle_secs, order } => {
+            consume(&bootstrap, &topic, &group, count, Duration::from_secs(idle_secs), order).await
         }
     }
 }
@@ -145,9 +154,17 @@ fn metadata(bootstrap: &str, timeout: Duration) -> ExitCode {
     }
 }
 
-async fn produce(producer: &FutureProducer, topic: &str, count: usize, size: usize, phase: usize) -> ExitCode {
+async fn produce(
+    producer: &FutureProducer,
+    topic: &str,
+    count: usize,
+    size: usize,
+    phase: usize,
+    rate: Option<u64>,
+) -> ExitCode {
     let padding = "x".repeat(size);
     let mut errors = 0;
+    let started = std::time::Instant::now();
     let mut stdin = std::io::stdin().lines();
     for start in (0..count).step_by(phase.max(1)) {
         if start > 0 {
@@ -159,6 +176,12 @@ async fn produce(producer: &FutureProducer, topic: &str, count: usize, size: usi
         // send_result enqueues at once; librdkafka batches, and the deliveries are awaited after.
         let mut deliveries = Vec::with_capacity(phase);
         for i in start..count.min(start + phase) {
+            if let Some(rate) = rate {
+                let due = started + Duration::from_secs_f64(i as f64 / rate as f64);
+                if let Some(wait) = due.checked_duration_since(std::time::Instant::now()) {
+                    tokio::time::sleep(wait).await;
+                }
+            }
             let (key, payload) = (format!("k{i}"), format!("msg-{i}-{padding}"));
             let mut record = FutureRecord::to(topic).key(&key).payload(&payload);
             loop {
@@ -202,7 +225,7 @@ impl ClientContext for Stderr {
 
 impl ConsumerContext for Stderr {}
 
-async fn consume(bootstrap: &str, topic: &str, group: &str, count: usize, idle: Duration) -> ExitCode {
+async fn consume(bootstrap: &str, topic: &str, group: &str, count: usize, idle: Duration, order: bool) -> ExitCode {
     let consumer: StreamConsumer<Stderr> = match config(bootstrap)
         .set("group.id", group)
         .set("auto.offset.reset", "earliest")
@@ -215,9 +238,16 @@ async fn consume(bootstrap: &str, topic: &str, group: &str, count: usize, idle: 
     if let Err(e) = consumer.subscribe(&[topic]) {
         return fail(&format!("subscribe: {e}"));
     }
-    let mut seen = BTreeSet::new();
+    // Each id with where it was first read: read again at the same place is a redelivery (the
+    // consumer's position went back), at another place a duplicate in the log (the producer sent
+    // it twice).
+    let mut seen = std::collections::HashMap::<usize, (i32, i64)>::new();
+    let mut redelivered = 0usize;
     let mut per_partition = std::collections::BTreeMap::<i32, (usize, i64)>::new();
     let (mut received, mut duplicates) = (0usize, 0usize);
+    // Per partition, the last id seen: producers number messages in the order they send them.
+    let mut last_id = std::collections::BTreeMap::<i32, usize>::new();
+    let (mut out_of_order, mut max_gap, mut last_at) = (0usize, Duration::ZERO, None::<std::time::Instant>);
     while seen.len() < count {
         match tokio::time::timeout(idle, consumer.recv()).await {
             Err(_) => break,
@@ -227,6 +257,11 @@ async fn consume(bootstrap: &str, topic: &str, group: &str, count: usize, idle: 
             }
             Ok(Ok(message)) => {
                 received += 1;
+                let now = std::time::Instant::now();
+                if let Some(at) = last_at {
+                    max_gap = max_gap.max(now - at);
+                }
+                last_at = Some(now);
                 let entry = per_partition.entry(message.partition()).or_default();
                 *entry = (entry.0 + 1, message.offset());
                 let id = message
@@ -234,9 +269,18 @@ async fn consume(bootstrap: &str, topic: &str, group: &str, count: usize, idle: 
                     .and_then(|p| std::str::from_utf8(p).ok())
                     .and_then(|s| s.split('-').nth(1))
                     .and_then(|n| n.parse::<usize>().ok());
+                let place = (message.partition(), message.offset());
                 match id {
-                    Some(id) if !seen.insert(id) => duplicates += 1,
-                    Some(_) => {}
+                    Some(id) if seen.get(&id) == Some(&place) => redelivered += 1,
+                    Some(id) if seen.contains_key(&id) => duplicates += 1,
+                    Some(id) => {
+                        seen.insert(id, place);
+                        let last = last_id.entry(message.partition()).or_insert(id);
+                        if id < *last {
+                            out_of_order += 1;
+                        }
+                        *last = id.max(*last);
+                    }
                     None => eprintln!("a message without an id at offset {}", message.offset()),
                 }
             }
@@ -247,6 +291,14 @@ async fn consume(bootstrap: &str, topic: &str, group: &str, count: usize, idle: 
     }
     if seen.len() != count {
         eprintln!("per partition (messages, last offset): {per_partition:?}");
+    }
+    if order {
+        println!(
+            "consumed {received} distinct {} duplicates {duplicates} redelivered {redelivered} out-of-order {out_of_order} max-gap-ms {}",
+            seen.len(),
+            max_gap.as_millis()
+        );
+        return if seen.len() == count { ExitCode::SUCCESS } else { ExitCode::FAILURE };
     }
     println!("consumed {received} distinct {} duplicates {duplicates}", seen.len());
     if seen.len() == count && duplicates == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
