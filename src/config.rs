@@ -67,6 +67,9 @@ pub struct Config {
     pub splice_min_bytes: usize,
     pub admin: Admin,
     pub log_format: LogFormat,
+    /// The newest Fetch version clients may use (`gateway.fetch_max_version`): below 16, Fetch
+    /// answers stream instead of being held whole, and KIP-951's leader hints are not sent.
+    pub fetch_max_version: i16,
 }
 
 /// The admin endpoint (admin.rs): metrics, liveness, readiness and the live topology.
@@ -365,6 +368,8 @@ struct RawGateway {
     busy_poll_us: u64,
     #[serde(default = "default_splice_min_bytes")]
     splice_min_bytes: usize,
+    #[serde(default = "default_fetch_max_version")]
+    fetch_max_version: i16,
 }
 
 impl Default for RawGateway {
@@ -378,6 +383,7 @@ impl Default for RawGateway {
             worker_threads: 0,
             busy_poll_us: default_busy_poll_us(),
             splice_min_bytes: default_splice_min_bytes(),
+            fetch_max_version: default_fetch_max_version(),
         }
     }
 }
@@ -412,6 +418,10 @@ fn default_splice_min_bytes() -> usize {
     16 * 1024
 }
 const MIN_SPLICE_BYTES: usize = 4096;
+/// The newest Fetch version the gateway rewrites.
+fn default_fetch_max_version() -> i16 {
+    crate::rewrite::api_versions::FETCH_MAX
+}
 /// A timer may fire up to one window late while a worker polls (runtime.rs).
 const MAX_BUSY_POLL_US: u64 = 1_000;
 fn default_record_per_version() -> usize {
@@ -472,6 +482,13 @@ impl RawConfig {
                 ),
             ));
         }
+        let fetch_max = crate::rewrite::api_versions::FETCH_MAX;
+        if !(0..=fetch_max).contains(&self.gateway.fetch_max_version) {
+            return Err(ConfigError::new(
+                "gateway.fetch_max_version",
+                format!("must be between 0 and {fetch_max}, the newest Fetch version the gateway rewrites"),
+            ));
+        }
         if self.listeners.is_empty() {
             return Err(ConfigError::new("listeners", "at least one listener group is required"));
         }
@@ -497,6 +514,7 @@ impl RawConfig {
             splice_min_bytes: self.gateway.splice_min_bytes,
             admin,
             log_format: self.log.format,
+            fetch_max_version: self.gateway.fetch_max_version,
         };
         let named: BTreeSet<i32> =
             config.groups.iter().flat_map(|g| g.az_by_node.keys().chain(g.broker_ports.keys()).copied()).collect();
