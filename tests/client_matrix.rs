@@ -283,7 +283,12 @@ async fn create_topic_directly(addr: &str, topic: &str) {
     use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, CreateTopicsResponse, TopicName};
     use kafka_protocol::protocol::StrBytes;
     let addr = kafka_gateway::broker::HostPort::parse(addr).unwrap();
-    let mut conn = kafka_gateway::upstream::Connection::open(&addr, Duration::from_secs(10)).await.unwrap();
+    let mut conn = kafka_gateway::upstream::Connection::open(
+        &addr,
+        &kafka_gateway::upstream::Link::plain(Duration::from_secs(10)),
+    )
+    .await
+    .unwrap();
     let request = CreateTopicsRequest::default().with_timeout_ms(10_000).with_topics(vec![
         CreatableTopic::default()
             .with_name(TopicName(StrBytes::from_string(topic.to_owned())))

@@ -161,7 +161,8 @@ fn kafka_protocol_knows_no_version_of_an_address_carrying_api_above_the_table() 
 
 /// The (key, max) entries a broker's ApiVersions answer offers.
 async fn offered(addr: &HostPort, version: i16) -> Vec<(i16, i16)> {
-    let mut conn = Connection::open(addr, Duration::from_secs(10)).await.unwrap();
+    let mut conn =
+        Connection::open(addr, &kafka_gateway::upstream::Link::plain(Duration::from_secs(10))).await.unwrap();
     let answer: ApiVersionsResponse =
         conn.call(ApiKey::ApiVersions, version, &ApiVersionsRequest::default()).await.unwrap();
     assert_eq!(answer.error_code, 0, "ApiVersions v{version} from {addr}");

@@ -30,7 +30,9 @@ async fn call<
     version: i16,
     request: &Req,
 ) -> Resp {
-    let mut conn = Connection::open(addr, LIMIT).await.unwrap_or_else(|e| panic!("{addr}: {e}"));
+    let mut conn = Connection::open(addr, &kafka_gateway::upstream::Link::plain(LIMIT))
+        .await
+        .unwrap_or_else(|e| panic!("{addr}: {e}"));
     conn.call(key, version, request).await.unwrap_or_else(|e| panic!("{key:?} v{version} to {addr}: {e}"))
 }
 
@@ -79,7 +81,7 @@ async fn share_session(bootstrap: &HostPort, broker: impl Fn(i32) -> HostPort, g
         ]);
     let from_leader: ShareFetchResponse = call(&broker(leader), ApiKey::ShareFetch, 1, &fetch).await;
     // One connection for the session on the other broker: the acknowledgement continues it.
-    let mut conn = Connection::open(&broker(other), LIMIT).await.unwrap();
+    let mut conn = Connection::open(&broker(other), &kafka_gateway::upstream::Link::plain(LIMIT)).await.unwrap();
     let from_other: ShareFetchResponse = conn.call(ApiKey::ShareFetch, 1, &fetch).await.unwrap();
     let acknowledge = ShareAcknowledgeRequest::default()
         .with_group_id(Some(GroupId(s(group))))
