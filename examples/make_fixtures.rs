@@ -34,6 +34,9 @@ struct Args {
     tansu: PathBuf,
     #[arg(long, default_value = "protocol-fixtures")]
     out: PathBuf,
+    /// Regenerate only these directories (mock, tansu, third-party, generated); all by default.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
 }
 
 const MOCK_SOURCE: &str =
@@ -47,16 +50,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let config_path = args.out.join("gateway.toml");
     let config = Config::load(Some(&config_path), &[])?;
+    let wanted = |sub: &str| args.only.is_empty() || args.only.iter().any(|o| o == sub);
     for sub in ["mock", "tansu", "third-party", "generated"] {
         let dir = args.out.join(sub);
-        if dir.exists() {
+        if wanted(sub) && dir.exists() {
             std::fs::remove_dir_all(&dir)?;
         }
     }
-    capture_mock(&config, &args.out.join("mock")).await?;
-    capture_tansu(&config, &args.tansu, &args.out.join("tansu")).await?;
-    import_vectors(&config, &args.vectors, &args.out.join("third-party"))?;
-    generate(&config, &args.out.join("generated"))?;
+    if wanted("mock") {
+        capture_mock(&config, &args.out.join("mock")).await?;
+    }
+    if wanted("tansu") {
+        capture_tansu(&config, &args.tansu, &args.out.join("tansu")).await?;
+    }
+    if wanted("third-party") {
+        import_vectors(&config, &args.vectors, &args.out.join("third-party"))?;
+    }
+    if wanted("generated") {
+        generate(&config, &args.out.join("generated"))?;
+    }
     println!("done; replay with: kafka-gateway replay --config {} {}", config_path.display(), args.out.display());
     Ok(())
 }
@@ -584,5 +596,86 @@ fn generate(config: &Config, out: &Path) -> Result<(), Box<dyn std::error::Error
             "one partition moved (KIP-951 endpoints), one with records that must pass untouched",
         )?;
     }
-    Ok(())
+    share_groups(out)
+}
+
+/// ShareFetch and ShareAcknowledge v1 (KIP-932) with node endpoints, as librdkafka 2.16's mock
+/// cluster answers a share-group member that asks a broker which no longer leads its partition
+/// (tests/share_groups.rs asks it live); an answer without endpoints passes as the same bytes.
+fn share_groups(out: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    let topic_id = uuid::Uuid::from_u128(0x5eed);
+    let endpoint = |n: i32, rack: &str| {
+        share_fetch_response::NodeEndpoint::default()
+            .with_node_id(BrokerId(n))
+            .with_host(s(&format!("kafka-{n}.internal.example")))
+            .with_port(9092)
+            .with_rack(Some(s(rack)))
+    };
+    let moved = share_fetch_response::PartitionData::default()
+        .with_partition_index(0)
+        .with_error_code(6)
+        .with_error_message(Some(s("Broker: Not leader for partition")))
+        .with_current_leader(share_fetch_response::LeaderIdAndEpoch::default().with_leader_id(1).with_leader_epoch(2))
+        .with_records(Some(Bytes::new()));
+    let acquired = share_fetch_response::PartitionData::default()
+        .with_partition_index(1)
+        .with_current_leader(share_fetch_response::LeaderIdAndEpoch::default().with_leader_id(-1).with_leader_epoch(-1))
+        .with_records(Some(records(3)))
+        .with_acquired_records(vec![
+            share_fetch_response::AcquiredRecords::default()
+                .with_first_offset(0)
+                .with_last_offset(2)
+                .with_delivery_count(1),
+        ]);
+    let topic = share_fetch_response::ShareFetchableTopicResponse::default()
+        .with_topic_id(topic_id)
+        .with_partitions(vec![moved, acquired.clone()]);
+    let fetch = ShareFetchResponse::default()
+        .with_acquisition_lock_timeout_ms(30_000)
+        .with_responses(vec![topic])
+        .with_node_endpoints(vec![endpoint(1, "us-west-2a")]);
+    generated(
+        out,
+        "sharefetch-v1-node-endpoints",
+        ApiKey::ShareFetch,
+        1,
+        &fetch,
+        "one partition moved (node endpoints, a regular field after the records), one with acquired records that must pass untouched",
+    )?;
+    let plain = ShareFetchResponse::default().with_acquisition_lock_timeout_ms(30_000).with_responses(vec![
+        share_fetch_response::ShareFetchableTopicResponse::default()
+            .with_topic_id(topic_id)
+            .with_partitions(vec![acquired]),
+    ]);
+    generated(out, "sharefetch-v1-records-only", ApiKey::ShareFetch, 1, &plain, "no endpoints: the same bytes")?;
+    let acknowledge = ShareAcknowledgeResponse::default()
+        .with_responses(vec![
+            share_acknowledge_response::ShareAcknowledgeTopicResponse::default()
+                .with_topic_id(topic_id)
+                .with_partitions(vec![
+                    share_acknowledge_response::PartitionData::default()
+                        .with_partition_index(0)
+                        .with_error_code(6)
+                        .with_current_leader(
+                            share_acknowledge_response::LeaderIdAndEpoch::default()
+                                .with_leader_id(3)
+                                .with_leader_epoch(4),
+                        ),
+                ]),
+        ])
+        .with_node_endpoints(vec![
+            share_acknowledge_response::NodeEndpoint::default()
+                .with_node_id(BrokerId(3))
+                .with_host(s("kafka-3.internal.example"))
+                .with_port(9092)
+                .with_rack(Some(s("us-west-2b"))),
+        ]);
+    generated(
+        out,
+        "shareacknowledge-v1-node-endpoints",
+        ApiKey::ShareAcknowledge,
+        1,
+        &acknowledge,
+        "an acknowledgement sent to a broker that no longer leads the partition",
+    )
 }

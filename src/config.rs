@@ -70,6 +70,9 @@ pub struct Config {
     pub drain: Duration,
     pub admin: Admin,
     pub log_format: LogFormat,
+    /// The newest Fetch version clients may use (`gateway.fetch_max_version`): below 16, Fetch
+    /// answers stream instead of being held whole, and KIP-951's leader hints are not sent.
+    pub fetch_max_version: i16,
 }
 
 /// The admin endpoint (admin.rs): metrics, liveness, readiness and the live topology.
@@ -374,6 +377,8 @@ struct RawGateway {
     splice_min_bytes: usize,
     #[serde(default = "default_drain_secs")]
     drain_secs: u64,
+    #[serde(default = "default_fetch_max_version")]
+    fetch_max_version: i16,
 }
 
 impl Default for RawGateway {
@@ -388,6 +393,7 @@ impl Default for RawGateway {
             busy_poll_us: default_busy_poll_us(),
             splice_min_bytes: default_splice_min_bytes(),
             drain_secs: default_drain_secs(),
+            fetch_max_version: default_fetch_max_version(),
         }
     }
 }
@@ -429,6 +435,10 @@ fn default_splice_min_bytes() -> usize {
     16 * 1024
 }
 const MIN_SPLICE_BYTES: usize = 4096;
+/// The newest Fetch version the gateway rewrites.
+fn default_fetch_max_version() -> i16 {
+    crate::rewrite::api_versions::FETCH_MAX
+}
 /// A timer may fire up to one window late while a worker polls (runtime.rs).
 const MAX_BUSY_POLL_US: u64 = 1_000;
 fn default_record_per_version() -> usize {
@@ -499,6 +509,13 @@ impl RawConfig {
                 ),
             ));
         }
+        let fetch_max = crate::rewrite::api_versions::FETCH_MAX;
+        if !(0..=fetch_max).contains(&self.gateway.fetch_max_version) {
+            return Err(ConfigError::new(
+                "gateway.fetch_max_version",
+                format!("must be between 0 and {fetch_max}, the newest Fetch version the gateway rewrites"),
+            ));
+        }
         if self.listeners.is_empty() {
             return Err(ConfigError::new("listeners", "at least one listener group is required"));
         }
@@ -526,6 +543,7 @@ impl RawConfig {
             drain: Duration::from_secs(self.gateway.drain_secs),
             admin,
             log_format: self.log.format,
+            fetch_max_version: self.gateway.fetch_max_version,
         };
         let named: BTreeSet<i32> =
             config.groups.iter().flat_map(|g| g.az_by_node.keys().chain(g.broker_ports.keys()).copied()).collect();

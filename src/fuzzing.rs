@@ -2,7 +2,8 @@
 //! suite replays every input that once crashed it (fuzz/regressions/).
 //!
 //! The first byte selects: even, a client's byte stream read the way the request pump reads it;
-//! odd, a broker's response to a request of the kind in bits 1-3 and the version in the second byte.
+//! odd, a broker's response to a request of the kind in bits 1-7 (modulo the number of kinds) and the
+//! version in the second byte.
 
 use bytes::Bytes;
 
@@ -11,7 +12,9 @@ use crate::fixture::Names;
 use crate::frame::{self, MIN_REQUEST, Peek};
 use crate::rewrite::{self, Rewrite};
 
-const KINDS: [Rewrite; 7] = [
+/// The kinds a response input selects; new kinds go at the end, so that every recorded input
+/// (fuzz/regressions/) keeps selecting the kind it crashed.
+pub const KINDS: [Rewrite; 9] = [
     Rewrite::ApiVersions,
     Rewrite::Metadata,
     Rewrite::FindCoordinator,
@@ -19,6 +22,8 @@ const KINDS: [Rewrite; 7] = [
     Rewrite::DescribeConfigs,
     Rewrite::Produce,
     Rewrite::Fetch,
+    Rewrite::ShareFetch,
+    Rewrite::ShareAcknowledge,
 ];
 
 fn config() -> &'static Config {

@@ -23,6 +23,7 @@ use crate::listener;
 use crate::metrics::{GroupCounters, Metrics};
 use crate::readiness::{NotReady, Readiness};
 use crate::record::Recorder;
+use crate::rewrite::Caps;
 use crate::session::{self, Limits};
 use crate::tls::{Acceptor, Reload, TlsError};
 use crate::topology::{GroupNames, Learn, LearnError, Topology};
@@ -182,6 +183,7 @@ impl Gateway {
             dialer: Arc::clone(&self.dialer),
             tls,
             limits,
+            caps: Caps { fetch_max: config.fetch_max_version },
             keepalive: config.tcp_keepalive,
             recorder: self.recorder.clone(),
             counters: self.metrics.as_ref().map_or_else(GroupCounters::off, |m| GroupCounters::new(m, &group.name)),

@@ -1,5 +1,5 @@
 //! Step 2 of a frame's journey: one client connection, both directions. Requests stream to the
-//! broker as the same bytes; responses stream back, and only those [`rewrite::plan`] marked are
+//! broker as the same bytes; responses stream back, and only those [`Caps::plan`] marked are
 //! held whole, rewritten, and learned from before the client reads them.
 //!
 //! A [`Session`] is a value the listener builds: its [`Group`] (how the group names, learns and
@@ -25,7 +25,7 @@ use crate::frame::{self, FrameError, MIN_REQUEST, MIN_RESPONSE, Peek};
 use crate::inflight::{Answer, Inflight, OrderError, Pending};
 use crate::metrics::{GroupCounters, SessionCounters};
 use crate::record::Recorder;
-use crate::rewrite::{self, Action, Refused, RewriteError, api_versions};
+use crate::rewrite::{Action, Caps, Refused, RewriteError, api_versions};
 use crate::sasl;
 use crate::splice::{Failed, Moved, Pipe};
 use crate::stream::Stream;
@@ -68,6 +68,8 @@ pub struct Group {
     /// TLS towards the group's clients (`[listeners.<group>.tls]`).
     pub tls: Option<Arc<Acceptor>>,
     pub limits: Limits,
+    /// The API versions clients may use (`gateway.fetch_max_version` on the gateway's table).
+    pub caps: Caps,
     /// TCP keepalive on the client's connection (`gateway.tcp_keepalive_secs`).
     pub keepalive: Option<Duration>,
     pub recorder: Option<Arc<Recorder>>,
@@ -374,7 +376,7 @@ impl Session {
                     Err(e) => return Err(e.into()),
                 };
                 let Peek::Ready(head) = frame::peek_request(next, len)? else { break };
-                let action = rewrite::plan(head.api_key, head.api_version)?;
+                let action = self.group.caps.plan(head.api_key, head.api_version)?;
                 if head.api_key == SASL_HANDSHAKE && head.api_version == 0 {
                     // Its mechanism says how many bare tokens follow; the frame is a few bytes.
                     if next.len() < len {
@@ -545,7 +547,7 @@ impl Session {
             Action::Forward | Action::RawToken => unreachable!("forwarded responses are never held"),
         };
         let names = &*self.group.names;
-        let rewritten = rewrite::rewrite(kind, pending.api_version, response, names);
+        let rewritten = self.group.caps.rewrite(kind, pending.api_version, response, names);
         if let Some(recorder) = &self.group.recorder {
             recorder.record(pending, response, &rewritten, names.racks());
         }
@@ -733,6 +735,7 @@ pub mod testing {
             )),
             tls: None,
             limits,
+            caps: Caps::default(),
             keepalive: None,
             recorder: None,
             counters,

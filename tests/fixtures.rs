@@ -103,6 +103,17 @@ fn the_fixtures_cover_every_rewritten_api_and_version() {
     if !(16..=18).any(|v| have(ApiKey::Fetch, v, &|c| real(c) && rewritten(c))) {
         missing.insert("Fetch v16+ with node endpoints from a real broker".into());
     }
+    // Share groups: every version kafka-protocol knows (v1), with endpoints and without.
+    for key in [ApiKey::ShareFetch, ApiKey::ShareAcknowledge] {
+        for v in key.valid_versions().min..=key.valid_versions().max {
+            if !have(key, v, &rewritten) {
+                missing.insert(format!("{key:?} v{v} with node endpoints"));
+            }
+        }
+    }
+    if !have(ApiKey::ShareFetch, 1, &|c| c.sidecar.expect == Expect::Unchanged) {
+        missing.insert("ShareFetch v1 without node endpoints".into());
+    }
     assert!(missing.is_empty(), "no case for: {missing:?}");
 }
 

@@ -1,4 +1,5 @@
-//! Property tests (proptest) of every rewritten API and version:
+//! Property tests (proptest) of every rewritten API and version (ShareFetch and ShareAcknowledge
+//! included):
 //! 1. an arbitrary valid response, rewritten and decoded again, equals the input except for the
 //!    broker hosts and ports, which are what the template gives (DescribeConfigs: except for the
 //!    configuration values that name hosts, which are hidden);
@@ -354,6 +355,108 @@ fn fetch(_v: i16) -> impl Strategy<Value = FetchResponse> {
     )
 }
 
+fn share_fetch(_v: i16) -> impl Strategy<Value = ShareFetchResponse> {
+    use share_fetch_response as sf;
+    let endpoint = (node(), host(), any::<i32>(), rack(), tags(true)).prop_map(|(n, h, p, r, t)| {
+        sf::NodeEndpoint::default()
+            .with_node_id(BrokerId(n))
+            .with_host(h)
+            .with_port(p)
+            .with_rack(r)
+            .with_unknown_tagged_fields(t)
+    });
+    let acquired = (any::<i64>(), any::<i64>(), any::<i16>(), tags(true)).prop_map(|(first, last, count, t)| {
+        sf::AcquiredRecords::default()
+            .with_first_offset(first)
+            .with_last_offset(last)
+            .with_delivery_count(count)
+            .with_unknown_tagged_fields(t)
+    });
+    let partition = (
+        (any::<i32>(), any::<i16>(), proptest::option::of(text(10)), any::<i16>(), proptest::option::of(text(10))),
+        (any::<i32>(), any::<i32>(), tags(true)),
+        proptest::option::of(vec(any::<u8>(), 0..300).prop_map(Bytes::from)),
+        vec(acquired, 0..3),
+        tags(true),
+    )
+        .prop_map(|((i, e, message, ack_e, ack_message), (leader, epoch, leader_tags), records, acquired, t)| {
+            sf::PartitionData::default()
+                .with_partition_index(i)
+                .with_error_code(e)
+                .with_error_message(message)
+                .with_acknowledge_error_code(ack_e)
+                .with_acknowledge_error_message(ack_message)
+                .with_current_leader(
+                    sf::LeaderIdAndEpoch::default()
+                        .with_leader_id(leader)
+                        .with_leader_epoch(epoch)
+                        .with_unknown_tagged_fields(leader_tags),
+                )
+                .with_records(records)
+                .with_acquired_records(acquired)
+                .with_unknown_tagged_fields(t)
+        });
+    let topic = (uuid(), vec(partition, 0..3), tags(true)).prop_map(|(id, partitions, t)| {
+        sf::ShareFetchableTopicResponse::default()
+            .with_topic_id(id)
+            .with_partitions(partitions)
+            .with_unknown_tagged_fields(t)
+    });
+    (
+        (any::<i32>(), any::<i16>(), proptest::option::of(text(10)), any::<i32>()),
+        vec(topic, 0..3),
+        vec(endpoint, 0..4),
+        tags(true),
+    )
+        .prop_map(|((throttle, e, message, lock), responses, endpoints, t)| {
+            ShareFetchResponse::default()
+                .with_throttle_time_ms(throttle)
+                .with_error_code(e)
+                .with_error_message(message)
+                .with_acquisition_lock_timeout_ms(lock)
+                .with_responses(responses)
+                .with_node_endpoints(endpoints)
+                .with_unknown_tagged_fields(t)
+        })
+}
+
+fn share_acknowledge(_v: i16) -> impl Strategy<Value = ShareAcknowledgeResponse> {
+    use share_acknowledge_response as sa;
+    let endpoint = (node(), host(), any::<i32>(), rack(), tags(true)).prop_map(|(n, h, p, r, t)| {
+        sa::NodeEndpoint::default()
+            .with_node_id(BrokerId(n))
+            .with_host(h)
+            .with_port(p)
+            .with_rack(r)
+            .with_unknown_tagged_fields(t)
+    });
+    let partition = (any::<i32>(), any::<i16>(), proptest::option::of(text(10)), any::<(i32, i32)>(), tags(true))
+        .prop_map(|(i, e, message, (leader, epoch), t)| {
+            sa::PartitionData::default()
+                .with_partition_index(i)
+                .with_error_code(e)
+                .with_error_message(message)
+                .with_current_leader(sa::LeaderIdAndEpoch::default().with_leader_id(leader).with_leader_epoch(epoch))
+                .with_unknown_tagged_fields(t)
+        });
+    let topic = (uuid(), vec(partition, 0..3), tags(true)).prop_map(|(id, partitions, t)| {
+        sa::ShareAcknowledgeTopicResponse::default()
+            .with_topic_id(id)
+            .with_partitions(partitions)
+            .with_unknown_tagged_fields(t)
+    });
+    (any::<i32>(), any::<i16>(), proptest::option::of(text(10)), vec(topic, 0..3), vec(endpoint, 0..4), tags(true))
+        .prop_map(|(throttle, e, message, responses, endpoints, t)| {
+            ShareAcknowledgeResponse::default()
+                .with_throttle_time_ms(throttle)
+                .with_error_code(e)
+                .with_error_message(message)
+                .with_responses(responses)
+                .with_node_endpoints(endpoints)
+                .with_unknown_tagged_fields(t)
+        })
+}
+
 /// Configuration names: some that name hosts, some that do not, and arbitrary ones.
 fn config_name() -> impl Strategy<Value = StrBytes> {
     prop_oneof![
@@ -475,6 +578,16 @@ proptest! {
     }
 
     #[test]
+    fn share_fetch_rewrites_only_addresses((version, m) in (1..=1i16).prop_flat_map(|v| (Just(v), share_fetch(v)))) {
+        assert_only_addresses_change(ApiKey::ShareFetch, Rewrite::ShareFetch, version, frame_of(&m, version, 7))?;
+    }
+
+    #[test]
+    fn share_acknowledge_rewrites_only_addresses((version, m) in (1..=1i16).prop_flat_map(|v| (Just(v), share_acknowledge(v)))) {
+        assert_only_addresses_change(ApiKey::ShareAcknowledge, Rewrite::ShareAcknowledge, version, frame_of(&m, version, 7))?;
+    }
+
+    #[test]
     fn api_versions_changes_only_the_limited_ranges((version, m) in (0..=4i16).prop_flat_map(|v| (Just(v), api_versions(v)))) {
         let frame = frame_of(&m, version, 3);
         let config = config();
@@ -520,6 +633,21 @@ proptest! {
         let f = f.with_node_endpoints(vec![]);
         let frame = frame_of(&f, fetch_version, 1);
         let out = rewrite::rewrite(Rewrite::Fetch, fetch_version, &frame, &names).unwrap();
+        prop_assert_eq!(out.pieces, [frame]);
+    }
+
+    #[test]
+    fn share_answers_without_endpoints_pass_as_the_same_bytes(
+        (version, f) in (1..=1i16).prop_flat_map(|v| (Just(v), share_fetch(v))),
+        a in share_acknowledge(1),
+    ) {
+        let config = config();
+        let names = names(&config);
+        let frame = frame_of(&f.with_node_endpoints(vec![]), version, 1);
+        let out = rewrite::rewrite(Rewrite::ShareFetch, version, &frame, &names).unwrap();
+        prop_assert_eq!(out.pieces, [frame]);
+        let frame = frame_of(&a.with_node_endpoints(vec![]), 1, 1);
+        let out = rewrite::rewrite(Rewrite::ShareAcknowledge, 1, &frame, &names).unwrap();
         prop_assert_eq!(out.pieces, [frame]);
     }
 
@@ -683,8 +811,8 @@ proptest! {
     }
 
     #[test]
-    fn arbitrary_bytes_never_panic_a_rewrite(body in vec(any::<u8>(), 0..400), kind in 0..7usize, version in -2..20i16) {
-        let kind = [Rewrite::ApiVersions, Rewrite::Metadata, Rewrite::FindCoordinator, Rewrite::DescribeCluster, Rewrite::DescribeConfigs, Rewrite::Produce, Rewrite::Fetch][kind];
+    fn arbitrary_bytes_never_panic_a_rewrite(body in vec(any::<u8>(), 0..400), kind in 0..kafka_gateway::fuzzing::KINDS.len(), version in -2..20i16) {
+        let kind = kafka_gateway::fuzzing::KINDS[kind];
         let mut frame = (body.len() as i32).to_be_bytes().to_vec();
         frame.extend(&body);
         let config = config();

@@ -1,17 +1,13 @@
 //! ApiVersions (key 18): the gateway edits the broker's list so that no client negotiates a version
-//! whose response could carry an address the gateway does not rewrite. [`LIMITS`] is that policy;
-//! unknown and vendor keys pass untouched.
+//! whose response could carry an address the gateway does not rewrite. [`LIMITS`] is that policy,
+//! and [`Caps`] the operator's narrowing of it; unknown and vendor keys pass untouched.
 //!
 //! KIP-511: a broker that does not know the request's version answers with error 35
 //! (UNSUPPORTED_VERSION) in the v0 layout; that answer is edited in the v0 layout too.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
-use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, DescribeClusterResponse, DescribeConfigsResponse, FetchResponse,
-    FindCoordinatorResponse, MetadataResponse, ProduceResponse, ResponseHeader,
-};
-use kafka_protocol::protocol::Message;
+use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, ResponseHeader};
 
 use super::{Fault, Patch, Response, RewriteError, Rewritten, encode};
 use crate::wire::{self, Cursor, SIZE_LEN, put_array_len, put_uvarint};
@@ -38,78 +34,144 @@ const fn upto(key: ApiKey, max: i16, why: &'static str) -> Limit {
     Limit { key, versions: Some((0, max)), why }
 }
 
+const REWRITTEN: &str = "rewritten up to the newest version the gateway was written and tested for";
+const CONTROLLERS: &str = "a controller quorum API: responses carry the controllers' endpoints";
+
+/// The newest Fetch version the gateway rewrites, and so the default of `gateway.fetch_max_version`.
+pub const FETCH_MAX: i16 = 18;
+
 /// What clients may negotiate through the gateway. Everything not listed passes untouched.
+///
+/// The numbers are written out, not taken from kafka-protocol's `VERSIONS`: each walk in this
+/// module's siblings was written for the layouts up to them, so a newer kafka-protocol must not
+/// widen the table by itself (tests/drift.rs fails when it or a test broker knows more).
 pub const LIMITS: &[Limit] = &[
-    upto(ApiKey::Metadata, MetadataResponse::VERSIONS.max, "rewritten up to the newest version the gateway decodes"),
-    upto(
-        ApiKey::FindCoordinator,
-        FindCoordinatorResponse::VERSIONS.max,
-        "rewritten up to the newest version the gateway decodes",
-    ),
-    upto(
-        ApiKey::DescribeCluster,
-        DescribeClusterResponse::VERSIONS.max,
-        "rewritten up to the newest version the gateway decodes",
-    ),
+    upto(ApiKey::Metadata, 13, REWRITTEN),
+    upto(ApiKey::FindCoordinator, 6, REWRITTEN),
+    upto(ApiKey::DescribeCluster, 2, REWRITTEN),
     upto(
         ApiKey::DescribeConfigs,
-        DescribeConfigsResponse::VERSIONS.max,
-        "values naming hosts answered as sensitive up to the newest version the gateway decodes",
+        4,
+        "values naming hosts answered as sensitive up to the newest version the gateway was written for",
     ),
-    upto(ApiKey::ApiVersions, ApiVersionsResponse::VERSIONS.max, "edited up to the newest version the gateway decodes"),
-    upto(
-        ApiKey::Produce,
-        ProduceResponse::VERSIONS.max,
-        "v10+ node_endpoints rewritten up to the newest version the gateway decodes",
-    ),
+    upto(ApiKey::ApiVersions, 4, "edited up to the newest version the gateway was written for"),
+    upto(ApiKey::Produce, 13, "v10+ node_endpoints rewritten up to the newest version the gateway was written for"),
     upto(
         ApiKey::Fetch,
-        FetchResponse::VERSIONS.max,
-        "v16+ node_endpoints rewritten up to the newest version the gateway decodes",
+        FETCH_MAX,
+        "v16+ node_endpoints rewritten up to the newest version the gateway was written for",
     ),
+    Limit {
+        key: ApiKey::ShareFetch,
+        versions: Some((1, 1)),
+        why: "node_endpoints rewritten at v1, the version the gateway was written for",
+    },
+    Limit {
+        key: ApiKey::ShareAcknowledge,
+        versions: Some((1, 1)),
+        why: "node_endpoints rewritten at v1, the version the gateway was written for",
+    },
     upto(ApiKey::DescribeQuorum, 1, "v2+ responses carry the controllers' listeners"),
-    Limit { key: ApiKey::ShareFetch, versions: None, why: "responses carry node_endpoints" },
-    Limit { key: ApiKey::ShareAcknowledge, versions: None, why: "responses carry node_endpoints" },
+    // KRaft's own APIs, which brokers do not serve on client listeners; were one to answer through
+    // the gateway, its node endpoints (or current leader, in UpdateRaftVoter) would leak.
+    Limit { key: ApiKey::Vote, versions: None, why: CONTROLLERS },
+    Limit { key: ApiKey::BeginQuorumEpoch, versions: None, why: CONTROLLERS },
+    Limit { key: ApiKey::EndQuorumEpoch, versions: None, why: CONTROLLERS },
+    Limit { key: ApiKey::FetchSnapshot, versions: None, why: CONTROLLERS },
+    Limit { key: ApiKey::UpdateRaftVoter, versions: None, why: CONTROLLERS },
 ];
 
-/// The versions of `key` allowed through the gateway, if it is limited at all.
-pub fn allowed(key: ApiKey) -> Option<(i16, i16)> {
-    LIMITS.iter().find(|l| l.key == key).and_then(|l| l.versions)
+/// The table as one listener group applies it: [`LIMITS`] with the operator's caps on top
+/// (`gateway.fetch_max_version`). Built from the configuration, held by the sessions' group, and
+/// used both to plan requests and to edit ApiVersions answers, so the two never disagree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Caps {
+    /// The newest Fetch version a client may use; at most [`FETCH_MAX`].
+    pub fetch_max: i16,
 }
 
-/// A sentence for logs: which versions of `api_key` are allowed and why.
-pub fn describe_limit(api_key: i16) -> String {
-    match LIMITS.iter().find(|l| l.key as i16 == api_key) {
-        Some(Limit { versions: Some((min, max)), why, .. }) if *max == i16::MAX => format!("allowed: v{min}+; {why}"),
-        Some(Limit { versions: Some((min, max)), why, .. }) => format!("allowed: v{min}-v{max}; {why}"),
-        Some(Limit { versions: None, why, .. }) => format!("removed from ApiVersions; {why}"),
-        None => "not limited".to_owned(),
+impl Default for Caps {
+    fn default() -> Self {
+        Self { fetch_max: FETCH_MAX }
     }
+}
+
+impl Caps {
+    /// The limit of `key`, if it is limited at all, with the caps applied.
+    pub fn limit_of(&self, key: ApiKey) -> Option<Limit> {
+        let mut limit = *LIMITS.iter().find(|l| l.key == key)?;
+        if key == ApiKey::Fetch && self.fetch_max < FETCH_MAX {
+            limit.versions = limit.versions.map(|(min, max)| (min, max.min(self.fetch_max))).filter(|(a, b)| a <= b);
+            limit.why = "capped by gateway.fetch_max_version";
+        }
+        Some(limit)
+    }
+
+    fn limit_of_raw(&self, api_key: i16) -> Option<Limit> {
+        self.limit_of(ApiKey::try_from(api_key).ok()?)
+    }
+
+    /// The versions of `key` allowed through the gateway, if it is limited at all.
+    pub fn allowed(&self, key: ApiKey) -> Option<(i16, i16)> {
+        self.limit_of(key).and_then(|l| l.versions)
+    }
+
+    /// A sentence for logs: which versions of `api_key` are allowed and why.
+    pub fn describe(&self, api_key: i16) -> String {
+        match self.limit_of_raw(api_key) {
+            Some(Limit { versions: Some((min, max)), why, .. }) if max == i16::MAX => {
+                format!("allowed: v{min}+; {why}")
+            }
+            Some(Limit { versions: Some((min, max)), why, .. }) => format!("allowed: v{min}-v{max}; {why}"),
+            Some(Limit { versions: None, why, .. }) => format!("removed from ApiVersions; {why}"),
+            None => "not limited".to_owned(),
+        }
+    }
+
+    /// The versions of `api_key` a client may use, given what the broker offers; `None` removes the API.
+    pub fn limited(&self, api_key: i16, min: i16, max: i16) -> Option<(i16, i16)> {
+        let Some(limit) = self.limit_of_raw(api_key) else {
+            return Some((min, max));
+        };
+        let (lo, hi) = limit.versions?;
+        let (min, max) = (min.max(lo), max.min(hi));
+        (min <= max).then_some((min, max))
+    }
+
+    /// Applies the limits to a decoded list (for tests and tools; the gateway edits the frame itself).
+    pub fn limit(&self, api_keys: &mut Vec<ApiVersion>) {
+        api_keys.retain_mut(|entry| match self.limited(entry.api_key, entry.min_version, entry.max_version) {
+            Some((min, max)) => {
+                (entry.min_version, entry.max_version) = (min, max);
+                true
+            }
+            None => false,
+        });
+    }
+}
+
+/// The versions of `key` allowed through a gateway with the default caps.
+pub fn allowed(key: ApiKey) -> Option<(i16, i16)> {
+    Caps::default().allowed(key)
+}
+
+/// [`Caps::describe`] with the default caps.
+pub fn describe_limit(api_key: i16) -> String {
+    Caps::default().describe(api_key)
+}
+
+/// [`Caps::limited`] with the default caps.
+pub fn limited(api_key: i16, min: i16, max: i16) -> Option<(i16, i16)> {
+    Caps::default().limited(api_key, min, max)
+}
+
+/// [`Caps::limit`] with the default caps.
+pub fn limit(api_keys: &mut Vec<ApiVersion>) {
+    Caps::default().limit(api_keys)
 }
 
 impl Response for ApiVersionsResponse {
     const NAME: &'static str = "ApiVersions";
-}
-
-/// The versions of `api_key` a client may use, given what the broker offers; `None` removes the API.
-pub fn limited(api_key: i16, min: i16, max: i16) -> Option<(i16, i16)> {
-    let Some(limit) = LIMITS.iter().find(|l| l.key as i16 == api_key) else {
-        return Some((min, max));
-    };
-    let (lo, hi) = limit.versions?;
-    let (min, max) = (min.max(lo), max.min(hi));
-    (min <= max).then_some((min, max))
-}
-
-/// Applies [`LIMITS`] to a decoded list (for tests and tools; the gateway edits the frame itself).
-pub fn limit(api_keys: &mut Vec<ApiVersion>) {
-    api_keys.retain_mut(|entry| match limited(entry.api_key, entry.min_version, entry.max_version) {
-        Some((min, max)) => {
-            (entry.min_version, entry.max_version) = (min, max);
-            true
-        }
-        None => false,
-    });
 }
 
 pub(super) const NAME: &str = "ApiVersions";
@@ -158,7 +220,7 @@ pub fn read(frame: &[u8], version: i16) -> Result<(i16, Vec<Range>), RewriteErro
 }
 
 /// Edits the `api_keys[]` of an answer in place; what follows the array passes as it was.
-pub(super) fn rewrite(version: i16, frame: &Bytes) -> Result<Rewritten<'static>, Fault> {
+pub(super) fn rewrite(version: i16, frame: &Bytes, caps: Caps) -> Result<Rewritten<'static>, Fault> {
     let kip_511 = is_kip_511(frame);
     let flexible = !kip_511 && version >= 3;
     let (start, entries, c) = match walk(frame, flexible) {
@@ -174,7 +236,7 @@ pub(super) fn rewrite(version: i16, frame: &Bytes) -> Result<Rewritten<'static>,
     }
     let kept: Vec<_> = entries
         .iter()
-        .filter_map(|(key, min, max, tags)| limited(*key, *min, *max).map(|(lo, hi)| (*key, lo, hi, tags.clone())))
+        .filter_map(|(key, min, max, tags)| caps.limited(*key, *min, *max).map(|(lo, hi)| (*key, lo, hi, tags.clone())))
         .collect();
     let entries_changed =
         kept.len() != entries.len() || kept.iter().zip(&entries).any(|(k, e)| (k.1, k.2) != (e.1, e.2));
@@ -244,7 +306,7 @@ fn canonical_tags(frame: &[u8], at: usize) -> wire::Result<Option<(BytesMut, usi
 /// The KIP-511 answer to an ApiVersions request newer than the gateway can edit: error 35 in the v0
 /// layout, naming the newest ApiVersions version the gateway knows, so the client retries with it.
 pub fn fallback(correlation_id: i32) -> BytesMut {
-    let max = ApiVersionsResponse::VERSIONS.max;
+    let (_, max) = allowed(ApiKey::ApiVersions).expect("ApiVersions is in the table");
     let message = ApiVersionsResponse::default().with_error_code(UNSUPPORTED_VERSION).with_api_keys(vec![
         ApiVersion::default().with_api_key(ApiKey::ApiVersions as i16).with_min_version(0).with_max_version(max),
     ]);

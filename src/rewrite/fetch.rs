@@ -16,7 +16,7 @@ impl Response for FetchResponse {
 }
 
 pub(super) fn rewrite<'f>(version: i16, frame: &'f Bytes, names: &dyn Advertise) -> Result<Rewritten<'f>, Fault> {
-    endpoints::rewrite(frame, |c| skip_body(c, version), names)
+    endpoints::rewrite_tagged(frame, |c| skip_body(c, version), names)
 }
 
 /// Walks a v12+ (flexible) Fetch response body up to its top-level tagged fields.

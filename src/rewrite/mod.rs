@@ -2,8 +2,9 @@
 //! ports replaced by the listener group's names, and encoded again; everything else is forwarded.
 //!
 //! [`plan`] decides, when a request passes, what its response will need; [`rewrite`] does it when the
-//! response comes back. Both read one table, [`api_versions::LIMITS`], so the versions a client may
-//! negotiate and the versions the gateway can rewrite never drift apart.
+//! response comes back. Both read one table, [`api_versions::LIMITS`], through one listener group's
+//! [`Caps`] (the operator's narrowing of it), so the versions a client may negotiate and the
+//! versions the gateway can rewrite never drift apart.
 
 pub mod api_versions;
 mod describe_cluster;
@@ -13,10 +14,13 @@ mod fetch;
 mod find_coordinator;
 pub mod metadata;
 mod produce;
+mod share;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+
+pub use api_versions::Caps;
 
 use crate::broker::{Advertise, NameError, Named, Rack};
 use crate::wire::{SIZE_LEN, WireError};
@@ -34,6 +38,10 @@ pub enum Rewrite {
     Produce,
     /// v16+: KIP-951 node endpoints, after the records.
     Fetch,
+    /// KIP-932 share groups: node endpoints, after the records.
+    ShareFetch,
+    /// KIP-932 share groups: node endpoints.
+    ShareAcknowledge,
 }
 
 /// What a request's response will need.
@@ -53,38 +61,83 @@ pub enum Action {
 /// A request at a version whose response could carry an address the gateway cannot rewrite.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{} v{api_version} is refused: its response could carry broker addresses the gateway cannot rewrite ({})",
-    api_name(*api_key), api_versions::describe_limit(*api_key))]
+    api_name(*api_key), caps.describe(*api_key))]
 pub struct Refused {
     pub api_key: i16,
     pub api_version: i16,
+    /// The caps that refused it, to say why.
+    pub caps: Caps,
 }
 
-/// Decides, when a request passes, what its response will need.
+/// Decides, when a request passes, what its response will need, with the default caps.
 pub fn plan(api_key: i16, api_version: i16) -> Result<Action, Refused> {
-    let Ok(key) = ApiKey::try_from(api_key) else {
-        return Ok(Action::Forward); // unknown and vendor keys pass untouched
-    };
-    if key == ApiKey::ApiVersions {
-        return Ok(match api_versions::allowed(key) {
-            Some((_, max)) if api_version > max => Action::ApiVersionsFallback,
-            _ => Action::Rewrite(Rewrite::ApiVersions),
-        });
-    }
-    if let Some(limit) = api_versions::LIMITS.iter().find(|l| l.key == key) {
-        if !limit.allows(api_version) {
-            return Err(Refused { api_key, api_version });
+    Caps::default().plan(api_key, api_version)
+}
+
+/// Rewrites one whole response frame (size prefix included) answering a request of `version`, with
+/// the default caps. Pure: it names brokers through `names` and opens nothing.
+pub fn rewrite<'f>(
+    kind: Rewrite,
+    version: i16,
+    frame: &'f Bytes,
+    names: &dyn Advertise,
+) -> Result<Rewritten<'f>, RewriteError> {
+    Caps::default().rewrite(kind, version, frame, names)
+}
+
+impl Caps {
+    /// Decides, when a request passes, what its response will need.
+    pub fn plan(&self, api_key: i16, api_version: i16) -> Result<Action, Refused> {
+        let Ok(key) = ApiKey::try_from(api_key) else {
+            return Ok(Action::Forward); // unknown and vendor keys pass untouched
+        };
+        if key == ApiKey::ApiVersions {
+            return Ok(match self.allowed(key) {
+                Some((_, max)) if api_version > max => Action::ApiVersionsFallback,
+                _ => Action::Rewrite(Rewrite::ApiVersions),
+            });
         }
+        if let Some(limit) = self.limit_of(key) {
+            if !limit.allows(api_version) {
+                return Err(Refused { api_key, api_version, caps: *self });
+            }
+        }
+        Ok(match key {
+            ApiKey::Metadata => Action::Rewrite(Rewrite::Metadata),
+            ApiKey::FindCoordinator => Action::Rewrite(Rewrite::FindCoordinator),
+            ApiKey::DescribeCluster => Action::Rewrite(Rewrite::DescribeCluster),
+            ApiKey::DescribeConfigs => Action::Rewrite(Rewrite::DescribeConfigs),
+            // Only KIP-951 versions name brokers; older ones stream through untouched.
+            ApiKey::Produce if api_version >= 10 => Action::Rewrite(Rewrite::Produce),
+            ApiKey::Fetch if api_version >= 16 => Action::Rewrite(Rewrite::Fetch),
+            ApiKey::ShareFetch => Action::Rewrite(Rewrite::ShareFetch),
+            ApiKey::ShareAcknowledge => Action::Rewrite(Rewrite::ShareAcknowledge),
+            _ => Action::Forward,
+        })
     }
-    Ok(match key {
-        ApiKey::Metadata => Action::Rewrite(Rewrite::Metadata),
-        ApiKey::FindCoordinator => Action::Rewrite(Rewrite::FindCoordinator),
-        ApiKey::DescribeCluster => Action::Rewrite(Rewrite::DescribeCluster),
-        ApiKey::DescribeConfigs => Action::Rewrite(Rewrite::DescribeConfigs),
-        // Only KIP-951 versions name brokers; older ones stream through untouched.
-        ApiKey::Produce if api_version >= 10 => Action::Rewrite(Rewrite::Produce),
-        ApiKey::Fetch if api_version >= 16 => Action::Rewrite(Rewrite::Fetch),
-        _ => Action::Forward,
-    })
+
+    /// Rewrites one whole response frame (size prefix included) answering a request of `version`.
+    /// Pure: it names brokers through `names` and opens nothing.
+    pub fn rewrite<'f>(
+        &self,
+        kind: Rewrite,
+        version: i16,
+        frame: &'f Bytes,
+        names: &dyn Advertise,
+    ) -> Result<Rewritten<'f>, RewriteError> {
+        let (api, result) = match kind {
+            Rewrite::ApiVersions => (api_versions::NAME, api_versions::rewrite(version, frame, *self)),
+            Rewrite::Metadata => (metadata::NAME, metadata::rewrite(version, frame, names)),
+            Rewrite::FindCoordinator => (find_coordinator::NAME, find_coordinator::rewrite(version, frame, names)),
+            Rewrite::DescribeCluster => (describe_cluster::NAME, describe_cluster::rewrite(version, frame, names)),
+            Rewrite::DescribeConfigs => (describe_configs::NAME, describe_configs::rewrite(version, frame)),
+            Rewrite::Produce => (produce::NAME, produce::rewrite(version, frame, names)),
+            Rewrite::Fetch => (fetch::NAME, fetch::rewrite(version, frame, names)),
+            Rewrite::ShareFetch => (share::FETCH, share::rewrite_fetch(version, frame, names)),
+            Rewrite::ShareAcknowledge => (share::ACKNOWLEDGE, share::rewrite_acknowledge(frame, names)),
+        };
+        result.map_err(|fault| fault.at(api, version))
+    }
 }
 
 /// A response the gateway could not rewrite; the client's connection is closed rather than let an
@@ -152,26 +205,6 @@ impl<'f> Rewritten<'f> {
             pieces => pieces.concat().into(),
         }
     }
-}
-
-/// Rewrites one whole response frame (size prefix included) answering a request of `version`.
-/// Pure: it names brokers through `names` and opens nothing.
-pub fn rewrite<'f>(
-    kind: Rewrite,
-    version: i16,
-    frame: &'f Bytes,
-    names: &dyn Advertise,
-) -> Result<Rewritten<'f>, RewriteError> {
-    let (api, result) = match kind {
-        Rewrite::ApiVersions => (api_versions::NAME, api_versions::rewrite(version, frame)),
-        Rewrite::Metadata => (metadata::NAME, metadata::rewrite(version, frame, names)),
-        Rewrite::FindCoordinator => (find_coordinator::NAME, find_coordinator::rewrite(version, frame, names)),
-        Rewrite::DescribeCluster => (describe_cluster::NAME, describe_cluster::rewrite(version, frame, names)),
-        Rewrite::DescribeConfigs => (describe_configs::NAME, describe_configs::rewrite(version, frame)),
-        Rewrite::Produce => (produce::NAME, produce::rewrite(version, frame, names)),
-        Rewrite::Fetch => (fetch::NAME, fetch::rewrite(version, frame, names)),
-    };
-    result.map_err(|fault| fault.at(api, version))
 }
 
 /// A rewritten frame being built: a re-emitted head, then the rest of the original frame as the
@@ -285,6 +318,12 @@ pub fn visit_addresses(
             m.node_endpoints.iter_mut().for_each(|e| visit(e.node_id.0, &mut e.host, &mut e.port, reported(&e.rack)))
         }
         R::Fetch(m) => {
+            m.node_endpoints.iter_mut().for_each(|e| visit(e.node_id.0, &mut e.host, &mut e.port, reported(&e.rack)))
+        }
+        R::ShareFetch(m) => {
+            m.node_endpoints.iter_mut().for_each(|e| visit(e.node_id.0, &mut e.host, &mut e.port, reported(&e.rack)))
+        }
+        R::ShareAcknowledge(m) => {
             m.node_endpoints.iter_mut().for_each(|e| visit(e.node_id.0, &mut e.host, &mut e.port, reported(&e.rack)))
         }
         _ => {}

@@ -15,7 +15,7 @@ impl Response for ProduceResponse {
 }
 
 pub(super) fn rewrite<'f>(version: i16, frame: &'f Bytes, names: &dyn Advertise) -> Result<Rewritten<'f>, Fault> {
-    endpoints::rewrite(frame, |c| skip_body(c, version), names)
+    endpoints::rewrite_tagged(frame, |c| skip_body(c, version), names)
 }
 
 /// Walks a v9+ (flexible) Produce response body up to its top-level tagged fields.

@@ -14,7 +14,8 @@ use kafka_protocol::messages::metadata_response::MetadataResponseBroker;
 use kafka_protocol::messages::produce_response::{self, PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsResponse, BrokerId, DescribeClusterResponse, DescribeConfigsResponse, FetchResponse,
-    FindCoordinatorResponse, MetadataResponse, ProduceResponse, ResponseHeader, TopicName,
+    FindCoordinatorResponse, MetadataResponse, ProduceResponse, ResponseHeader, ShareAcknowledgeResponse,
+    ShareFetchResponse, TopicName,
 };
 use kafka_protocol::protocol::{Message, StrBytes};
 
@@ -299,8 +300,9 @@ fn api_versions_are_capped_removed_or_left_alone() {
         (17, 0, 1),     // SaslHandshake: untouched (v0's bare tokens are followed)
         (18, 0, 5),     // ApiVersions
         (55, 0, 2),     // DescribeQuorum: capped at 1
-        (78, 1, 1),     // ShareFetch: removed
-        (79, 1, 1),     // ShareAcknowledge: removed
+        (78, 0, 2),     // ShareFetch from a future broker: v0 (4.0's early access) and v2 cut
+        (79, 1, 1),     // ShareAcknowledge: rewritten, kept
+        (52, 0, 2),     // Vote, a controller API: removed
         (89, 0, 0),     // unknown to the gateway: untouched
         (10_000, 0, 3), // vendor key: untouched
         (60, 3, 4),     // DescribeCluster only at versions we cannot rewrite: removed
@@ -321,6 +323,8 @@ fn api_versions_are_capped_removed_or_left_alone() {
                 (17, 0, 1),
                 (18, 0, 4),
                 (55, 0, 1),
+                (78, 1, 1),
+                (79, 1, 1),
                 (89, 0, 0),
                 (10_000, 0, 3),
                 (32, 0, 4)
@@ -375,12 +379,16 @@ fn plans_follow_the_limits() {
     assert_eq!(plan(0, 10), Ok(Action::Rewrite(Rewrite::Produce)));
     assert_eq!(plan(1, 15), Ok(Action::Forward));
     assert_eq!(plan(1, 16), Ok(Action::Rewrite(Rewrite::Fetch)));
+    assert_eq!(plan(78, 1), Ok(Action::Rewrite(Rewrite::ShareFetch)));
+    assert_eq!(plan(79, 1), Ok(Action::Rewrite(Rewrite::ShareAcknowledge)));
     assert_eq!(plan(2, 99), Ok(Action::Forward), "no address in ListOffsets at any version");
     assert_eq!(plan(89, 0), Ok(Action::Forward));
     assert_eq!(plan(-3, 0), Ok(Action::Forward));
     assert_eq!(plan(10_010, 7), Ok(Action::Forward));
     assert_eq!(plan(17, 0), Ok(Action::Forward), "SaslHandshake v0: its bare tokens are followed by the session");
-    for (key, version) in [(0, 14), (1, 19), (3, 14), (55, 2), (78, 1), (79, 1), (60, 3), (10, 7), (32, 5)] {
+    for (key, version) in
+        [(0, 14), (1, 19), (3, 14), (55, 2), (78, 0), (78, 2), (79, 2), (60, 3), (10, 7), (32, 5), (52, 0), (82, 0)]
+    {
         let err = plan(key, version).unwrap_err();
         assert_eq!((err.api_key, err.api_version), (key, version));
     }
@@ -520,4 +528,132 @@ fn default_valued_tags_of_api_versions_go_out_in_kafkas_form() {
     let with_features = input.clone().with_finalized_features_epoch(7);
     let original = frame(&with_features, 3, 5);
     assert_eq!(rewrite(Rewrite::ApiVersions, 3, original.clone(), &Fake::default()).unwrap().to_bytes(), original);
+}
+
+#[test]
+fn fetch_max_version_caps_fetch_in_plans_and_api_versions() {
+    let caps = Caps { fetch_max: 15 };
+    assert_eq!(caps.plan(1, 15), Ok(Action::Forward), "below v16 a Fetch answer streams");
+    let refused = caps.plan(1, 16).unwrap_err();
+    assert_eq!((refused.api_key, refused.api_version), (1, 16));
+    assert!(refused.to_string().contains("allowed: v0-v15; capped by gateway.fetch_max_version"), "{refused}");
+    assert_eq!(caps.plan(0, 13), Ok(Action::Rewrite(Rewrite::Produce)), "Produce is not capped");
+    let input = versions_response(&[(1, 4, 18), (0, 3, 13)]);
+    for version in 0..=ApiVersionsResponse::VERSIONS.max {
+        let f = frame(&input, version, 3);
+        let out = caps.rewrite(Rewrite::ApiVersions, version, &f, &Fake::default()).unwrap().to_bytes();
+        let output = decode::<ApiVersionsResponse>(out, version).unwrap().message;
+        let got: Vec<_> = output.api_keys.iter().map(|k| (k.api_key, k.min_version, k.max_version)).collect();
+        assert_eq!(got, [(1, 4, 15), (0, 3, 13)], "v{version}");
+    }
+    // A cap below every version the broker offers removes Fetch rather than offer none.
+    assert_eq!(Caps { fetch_max: 3 }.limited(1, 4, 18), None);
+    // The default is the table: nothing capped.
+    assert_eq!(Caps::default().allowed(ApiKey::Fetch), Some((0, api_versions::FETCH_MAX)));
+}
+
+fn share_fetch_response(endpoints: bool, records: &[u8]) -> ShareFetchResponse {
+    use kafka_protocol::messages::share_fetch_response as sf;
+    let moved = sf::PartitionData::default()
+        .with_partition_index(0)
+        .with_error_code(6)
+        .with_error_message(Some(s("not the leader")))
+        .with_current_leader(sf::LeaderIdAndEpoch::default().with_leader_id(2).with_leader_epoch(4));
+    let with_records = sf::PartitionData::default()
+        .with_partition_index(1)
+        .with_records(Some(Bytes::copy_from_slice(records)))
+        .with_acquired_records(vec![
+            sf::AcquiredRecords::default().with_first_offset(0).with_last_offset(9).with_delivery_count(1),
+        ])
+        .with_unknown_tagged_field(9, Bytes::from_static(b"kept"));
+    let topic = sf::ShareFetchableTopicResponse::default()
+        .with_topic_id(uuid_for_tests())
+        .with_partitions(vec![moved, with_records]);
+    let mut response = ShareFetchResponse::default()
+        .with_acquisition_lock_timeout_ms(30_000)
+        .with_responses(vec![topic])
+        .with_unknown_tagged_field(5, Bytes::from_static(b"later tag"));
+    if endpoints {
+        response.node_endpoints = (1..=2)
+            .map(|n| {
+                sf::NodeEndpoint::default()
+                    .with_node_id(BrokerId(n))
+                    .with_host(s(&format!("10.0.0.{n}")))
+                    .with_port(9092)
+                    .with_rack(Some(s("us-west-2c")))
+            })
+            .collect();
+    }
+    response
+}
+
+fn share_acknowledge_response(endpoints: bool) -> ShareAcknowledgeResponse {
+    use kafka_protocol::messages::share_acknowledge_response as sa;
+    let partition = sa::PartitionData::default()
+        .with_partition_index(3)
+        .with_error_code(6)
+        .with_current_leader(sa::LeaderIdAndEpoch::default().with_leader_id(1).with_leader_epoch(2));
+    let topic =
+        sa::ShareAcknowledgeTopicResponse::default().with_topic_id(uuid_for_tests()).with_partitions(vec![partition]);
+    let mut response = ShareAcknowledgeResponse::default().with_responses(vec![topic]);
+    if endpoints {
+        response.node_endpoints =
+            vec![sa::NodeEndpoint::default().with_node_id(BrokerId(1)).with_host(s("10.0.0.1")).with_port(9092)];
+    }
+    response
+}
+
+#[test]
+fn share_fetch_node_endpoints_are_rewritten_without_touching_records() {
+    let records: Vec<u8> = (0..5000u32).map(|i| i as u8).collect();
+    for version in ShareFetchResponse::VERSIONS.min..=ShareFetchResponse::VERSIONS.max {
+        let input = share_fetch_response(true, &records);
+        let original = frame(&input, version, 8);
+        let fake = Fake::default();
+        let out = rewrite(Rewrite::ShareFetch, version, original.clone(), &fake).unwrap();
+        let pieces = out.pieces();
+        assert_eq!(pieces.len(), 3, "v{version}: size, the untouched middle, the new endpoints and tags");
+        // The middle piece is the original frame's memory, records included: nothing was copied.
+        assert_eq!(pieces[1].as_ptr(), original[4..].as_ptr(), "v{version}");
+        assert!(pieces[1].windows(records.len()).any(|w| w == records), "the records are in the untouched piece");
+        let output = decode::<ShareFetchResponse>(out.to_bytes(), version).unwrap().message;
+        let mut expected = input.clone();
+        for e in &mut expected.node_endpoints {
+            e.host = s(&format!("b{}.example", e.node_id.0));
+            e.port = 19000 + e.node_id.0;
+        }
+        assert_eq!(output, expected, "v{version}");
+        assert_eq!(fake.seen.borrow()[1], (2, "10.0.0.2".to_owned(), 9092, "us-west-2c".to_owned()));
+    }
+}
+
+#[test]
+fn share_acknowledge_node_endpoints_are_rewritten() {
+    for version in ShareAcknowledgeResponse::VERSIONS.min..=ShareAcknowledgeResponse::VERSIONS.max {
+        let input = share_acknowledge_response(true);
+        let out = rewrite(Rewrite::ShareAcknowledge, version, frame(&input, version, 8), &Fake::default())
+            .unwrap()
+            .to_bytes();
+        let output = decode::<ShareAcknowledgeResponse>(out, version).unwrap().message;
+        let mut expected = input.clone();
+        (expected.node_endpoints[0].host, expected.node_endpoints[0].port) = (s("b1.example"), 19001);
+        assert_eq!(output, expected, "v{version}");
+    }
+}
+
+#[test]
+fn share_answers_without_endpoints_pass_as_the_same_bytes_and_cut_ones_are_errors() {
+    let fetch = frame(&share_fetch_response(false, b"records"), 1, 8);
+    let ack = frame(&share_acknowledge_response(false), 1, 8);
+    for (kind, original) in [(Rewrite::ShareFetch, fetch), (Rewrite::ShareAcknowledge, ack)] {
+        let fake = Fake::default();
+        let out = rewrite(kind, 1, original.clone(), &fake).unwrap();
+        assert_eq!(out.pieces(), std::slice::from_ref(&original), "{kind:?}");
+        assert!(fake.seen.borrow().is_empty());
+    }
+    let full = frame(&share_fetch_response(true, b"records"), 1, 8);
+    for cut in [5, 20, full.len() / 2, full.len() - 2] {
+        let r = rewrite(Rewrite::ShareFetch, 1, full.slice(..cut), &Fake::default());
+        assert!(matches!(r, Err(RewriteError::Malformed { .. })), "cut at {cut}: {r:?}");
+    }
 }

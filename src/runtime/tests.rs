@@ -97,6 +97,7 @@ fn the_gateways_runtime_wakes_for_bytes_on_a_session_socket() {
         dialer: Arc::new(Dialer::new(vec![upstream], Default::default(), Link::plain(LONG))),
         tls: None,
         limits: Limits { request: 1 << 20, response: 1 << 20, splice_min: 0 },
+        caps: Default::default(),
         keepalive: None,
         recorder: None,
         counters: Default::default(),

@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 use super::testing::{proxy, proxy_sockets};
 use super::*;
 use crate::broker::{HostPort, NameError, Named};
+use crate::rewrite;
 
 struct Fake;
 
@@ -174,7 +175,7 @@ async fn versions_that_could_leak_addresses_are_refused_before_reaching_the_brok
     let produce_v10 = request(0, 14, 2, &[0, 0, 0xff, 0xff]);
     r.client.write_all(&[request(2, 5, 3, &[]), produce_v10].concat()).await.unwrap();
     let err = r.proxy.await.unwrap().unwrap_err();
-    assert!(matches!(err, SessionError::Refused(Refused { api_key: 0, api_version: 14 })), "{err}");
+    assert!(matches!(err, SessionError::Refused(Refused { api_key: 0, api_version: 14, .. })), "{err}");
     let mut forwarded = Vec::new();
     r.broker.read_to_end(&mut forwarded).await.unwrap();
     assert!(forwarded.is_empty(), "{forwarded:?}");

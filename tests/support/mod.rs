@@ -576,3 +576,74 @@ impl GatewayProcess {
         tokio::time::timeout(limit, self.child.wait()).await.ok().map(|s| s.unwrap())
     }
 }
+
+/// The Python that `scripts/test-tools` installs the client matrix's Python clients into
+/// (`.tools/venv`); `KGW_PYTHON` overrides it.
+pub fn python() -> PathBuf {
+    let path = std::env::var_os("KGW_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".tools/venv/bin/python"));
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/test-tools first (the README's test command does)",
+        path.display()
+    );
+    path
+}
+
+/// The client matrix's scripts (tests/clients/).
+pub fn client_script(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients").join(name)
+}
+
+/// librdkafka 2.16's mock cluster, the one inside the confluent-kafka wheel, in a process of its
+/// own (tests/clients/mock_cluster.py): 3 brokers with the guides' racks, and, unlike the 2.12
+/// build inside the `rdkafka` crate, share groups (ShareFetch v1, ShareAcknowledge v1).
+pub struct ShareMock {
+    pub bootstrap: String,
+    child: Child,
+    stdin: std::process::ChildStdin,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl ShareMock {
+    pub fn start() -> Self {
+        use std::io::BufRead;
+        let mut child = Command::new(python())
+            .arg(client_script("mock_cluster.py"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the mock cluster's process starts");
+        let stdin = child.stdin.take().unwrap();
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let bootstrap = line.trim().strip_prefix("bootstrap ").unwrap_or_else(|| panic!("mock cluster said {line:?}"));
+        Self { bootstrap: bootstrap.to_owned(), child, stdin, stdout }
+    }
+
+    fn command(&mut self, command: &str) {
+        use std::io::{BufRead, Write};
+        writeln!(self.stdin, "{command}").unwrap();
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "ok", "mock cluster: {command}");
+    }
+
+    pub fn create_topic(&mut self, topic: &str, partitions: i32, replicas: i32) {
+        self.command(&format!("topic {topic} {partitions} {replicas}"));
+    }
+
+    pub fn partition_leader(&mut self, topic: &str, partition: i32, broker: i32) {
+        self.command(&format!("leader {topic} {partition} {broker}"));
+    }
+}
+
+impl Drop for ShareMock {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
