@@ -36,3 +36,8 @@ fn python(script: &str) {
 fn plans_agree_with_validate_and_pass_the_clouds_tools() {
     python("check-plan.py");
 }
+
+#[test]
+fn kubernetes_overlays_render_validate_and_agree_with_the_gateway() {
+    python("check-kubernetes.py");
+}
