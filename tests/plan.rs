@@ -52,6 +52,38 @@ fn plan_asks_the_live_cluster_when_no_broker_is_named() {
 }
 
 #[test]
+fn plan_asks_a_running_gateway_with_admin() {
+    let mock = mock_cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), &mock.bootstrap_servers());
+    let base = free_ports(3);
+    let admin = format!("127.0.0.1:{}", free_ports(0));
+    let text = std::fs::read_to_string(&path).unwrap().replace("29092", &base.to_string())
+        + &format!("[admin]\nbind = \"{admin}\"\n");
+    std::fs::write(&path, text).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["run", "--config", path.to_str().unwrap()])
+        .env("RUST_LOG", "warn")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !gateway(&["health", "--config", path.to_str().unwrap()]).status.success() {
+        assert!(std::time::Instant::now() < deadline, "the gateway did not turn ready");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = gateway(&["plan", "--config", path.to_str().unwrap(), "--for", "azure", "--admin", &admin]);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let ports: Vec<String> = (1..=3).map(|n| format!("{}:{}", n, base + n)).collect();
+    let marker = format!("# kafka-gateway plan: cloud=azure group=tidb bootstrap={base} brokers={}", ports.join(","));
+    assert!(stdout.contains(&marker), "{stdout}");
+    assert_eq!(stdout.matches("az network lb rule create").count(), 4, "bootstrap and 3 brokers: {stdout}");
+}
+
+#[test]
 fn plan_refuses_a_cluster_it_cannot_name() {
     let mock = mock_cluster();
     let dir = tempfile::tempdir().unwrap();
