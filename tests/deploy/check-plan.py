@@ -8,9 +8,11 @@ in both formats, and `kafka-gateway validate` names the same brokers; then:
   PATH that logs every command line and answers with a made-up ID. For `aws`, the recorder first
   hands the command to the real AWS CLI (awscli from PyPI, pointed at a closed loopback port with
   dummy credentials): the CLI checks the operation and every parameter against AWS's service model
-  before it connects, so a wrong flag or value fails here. az and gcloud are not installable here
-  (azure-cli's hundreds of dependencies; gcloud is on no reachable registry): their commands are
-  checked for structure only.
+  before it connects, so a wrong flag or value fails here. `gcloud` calls go to the real gcloud
+  (google-cloud-cli, part of this machine's image; no registry reachable here serves it) with a
+  configuration of its own and no account: it parses every flag and choice, then stops for want of
+  credentials without opening a connection. az is not installable here (azure-cli's hundreds of
+  dependencies): its commands are checked for structure only.
 - the recorded commands hold one load-balancer / firewall rule per broker port plus the bootstrap
   port, each on the port `validate` gives, and the DNS lines name exactly `validate`'s addresses;
 - the Terraform parses with python-hcl2 and holds the same rules as resources;
@@ -22,6 +24,7 @@ usage: check-plan.py KAFKA_GATEWAY_BINARY
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -123,6 +126,7 @@ def run_script(tmp, script, env_extra):
     with open(log) as f:
         calls = [shlex.split(line) for line in f if line.strip()]
     check_aws(calls)
+    check_gcloud(calls)
     return out, calls
 
 
@@ -148,6 +152,34 @@ def check_aws(calls):
                 pass
         if "Could not connect to the endpoint URL" not in err.getvalue():
             fail(f"awscli refused: {shlex.join(call)}\n{err.getvalue()}")
+
+
+def check_gcloud(calls):
+    """Every recorded gcloud call through the real gcloud, two at a time: with no account and the
+    metadata server, update checks and usage reports turned off, an accepted call stops at "You do
+    not currently have an active account selected" (before any connection) and a wrong one at the
+    argument parser."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    calls = [c for c in calls if c[0] == "gcloud"]
+    if not calls:
+        return
+    gcloud = shutil.which("gcloud")
+    if gcloud is None:
+        fail("gcloud is missing (google-cloud-cli comes with this machine's image; no reachable registry serves it)")
+    with tempfile.TemporaryDirectory() as config:
+        env = dict(os.environ, CLOUDSDK_CONFIG=config, CLOUDSDK_CORE_CHECK_GCE_METADATA="false",
+                   CLOUDSDK_CORE_DISABLE_USAGE_REPORTING="true", CLOUDSDK_CORE_DISABLE_PROMPTS="1",
+                   CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK="true", CLOUDSDK_CORE_PROJECT="example-project")
+
+        def run_one(call):
+            out = subprocess.run([gcloud, *call[1:]], capture_output=True, text=True, env=env)
+            return call, out.stderr
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            for call, err in pool.map(run_one, calls):
+                if "You do not currently have an active account selected" not in err:
+                    fail(f"gcloud refused: {shlex.join(call)}\n{err}")
 
 
 def flag(call, name):
@@ -278,7 +310,7 @@ def main(binary):
         if any(c[1:3] == ["elbv2", "create-load-balancer"] for c in calls):
             fail("aws: the load balancer was created although the subnets miss an AZ")
 
-    print(f"plan ok: {', '.join(checked)}: CLI scripts ran (aws commands accepted by awscli's own validation), "
+    print(f"plan ok: {', '.join(checked)}: CLI scripts ran (aws commands accepted by awscli, gcloud commands by gcloud), "
           f"Terraform parsed by python-hcl2, one rule per port, --only-new adds only broker 4")
 
 
