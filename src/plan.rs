@@ -89,6 +89,8 @@ pub enum PlanError {
     NoPort { group: String, node_id: i32 },
     #[error("listeners.{0}: no brokers to plan for")]
     NoBrokers(String),
+    #[error("listeners.{0}: the group's name {1}")]
+    Group(String, String),
 }
 
 /// One broker's rule: the port the load balancer forwards to the same port on every replica, and
@@ -151,11 +153,6 @@ impl GroupPlan {
         azs.sort_unstable();
         azs.dedup();
         azs
-    }
-
-    /// Every port of the group: the bootstrap port, then the brokers'.
-    pub fn all_ports(&self) -> Vec<u16> {
-        self.bootstrap.into_iter().chain(self.brokers.iter().map(|b| b.port)).collect()
     }
 }
 
@@ -248,6 +245,18 @@ impl Plan {
                 plan.apply_previous(before).map_err(|reason| PlanError::Previous { path: path.to_string(), reason })?;
             }
             check_lengths(&plan, options.cloud)?;
+            if plan.base.ends_with('-') || plan.base.contains("--") {
+                return Err(PlanError::Group(
+                    group.name.clone(),
+                    format!("gives the resource name '{}', which clouds refuse", plan.base),
+                ));
+            }
+            if let Some(other) = groups.iter().find(|g: &&GroupPlan| g.base == plan.base) {
+                return Err(PlanError::Group(
+                    group.name.clone(),
+                    format!("gives the same resource names as listener group {} ({})", other.group, plan.base),
+                ));
+            }
             groups.push(plan);
         }
         Ok(Self { options, health, health_note, groups })

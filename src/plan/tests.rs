@@ -102,3 +102,16 @@ fn health_follows_readiness_only_where_the_balancer_can_ask_it() {
     let plan = build(&open, THREE, opts, None).unwrap();
     assert_eq!(plan.health, Health::Http { port: 9644 }, "GCP's probers do not pass the attachment");
 }
+
+#[test]
+fn two_groups_that_would_share_resource_names_are_refused() {
+    let two = format!(
+        "{AWS}\n[listeners.tidb_a]\nbroker_port_base = 9192\nadvertised = \"a{{node_id}}.x:{{port}}\"\n\
+                       [listeners.tidb-a]\nbroker_port_base = 9292\nadvertised = \"b{{node_id}}.x:{{port}}\"\n"
+    );
+    let err = build(&two, THREE, options(Cloud::Gcp, Format::Cli), None).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "listeners.tidb_a: the group's name gives the same resource names as listener group tidb-a (kafka-gateway-tidb-a)"
+    );
+}
