@@ -52,6 +52,8 @@ ANNOTATIONS = {
     "azure": {
         "service.beta.kubernetes.io/azure-load-balancer-internal": "true",
         "service.beta.kubernetes.io/azure-pls-create": "true",
+        # cloud-provider-azure applies azure-pls-auto-approval only with visibility "*".
+        "service.beta.kubernetes.io/azure-pls-visibility": "*",
     },
     "gcp": {"networking.gke.io/load-balancer-type": "Internal"},
     "base": {},
