@@ -37,6 +37,15 @@ impl Cloud {
         }
     }
 
+    /// The cloud's name in a sentence.
+    fn title(self) -> &'static str {
+        match self {
+            Cloud::Aws => "AWS",
+            Cloud::Azure => "Azure",
+            Cloud::Gcp => "Google Cloud",
+        }
+    }
+
     /// The longest resource name the cloud accepts for the names the plan gives: AWS target
     /// groups and load balancers (32), GCP resources (63, RFC 1035), Azure load-balancer rules (80).
     fn max_name(self) -> usize {
@@ -449,7 +458,7 @@ fn health(config: &Config, options: &Options) -> (Health, String) {
             format!(
                 "with PROXY protocol on, {} puts the header in front of health checks too, which the admin \
                  endpoint does not read: health checks connect to each rule's port (TCP)",
-                options.cloud
+                options.cloud.title()
             ),
         );
     }
