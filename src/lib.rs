@@ -8,7 +8,7 @@
 //! after which the session hands the brokers it saw to the gateway to learn ([`topology::Learn`]).
 //! Beside the data path: [`gateway`] (listener groups, discovery), [`runtime`] (the worker
 //! threads), [`admin`] (the HTTP endpoint) with [`metrics`] and [`readiness`], [`config`] and
-//! [`template`] (before all that), [`check`], [`fixture`] and [`record`] (operator tools).
+//! [`template`] (before all that), [`check`], [`plan`], [`fixture`] and [`record`] (operator tools).
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -24,6 +24,7 @@ pub mod inflight;
 pub mod lifecycle;
 pub mod listener;
 pub mod metrics;
+pub mod plan;
 pub mod readiness;
 pub mod record;
 pub mod rewrite;

@@ -1,5 +1,5 @@
-//! The command line: `kafka-gateway run` and `kafka-gateway check`, tracing set up (text, or JSON
-//! for log shippers), exit statuses that scripts can act on (2: the configuration was refused, 1:
+//! The command line: `kafka-gateway run`, `check` and the other operator commands, tracing set up
+//! (text, or JSON for log shippers), exit statuses that scripts can act on (2: the configuration was refused, 1:
 //! anything else went wrong).
 
 use std::io::IsTerminal;
@@ -12,7 +12,7 @@ use kafka_gateway::admin::{self, Observe};
 use kafka_gateway::config::LogFormat;
 use kafka_gateway::tls::{Acceptor, TlsError};
 use kafka_gateway::upstream::Link;
-use kafka_gateway::{Config, Gateway, check, fixture, lifecycle};
+use kafka_gateway::{Config, Gateway, check, fixture, lifecycle, plan};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -52,6 +52,9 @@ enum Command {
         #[arg(long = "broker", value_name = "ID[:RACK]", value_parser = parse_broker)]
         brokers: Vec<(i32, Option<String>)>,
     },
+    /// Print what to build around the gateway on one cloud: load-balancer rules per port, the
+    /// private-link service, the DNS names TiDB Cloud uses; as CLI commands or Terraform.
+    Plan(PlanArgs),
     /// Exit 0 if a running gateway with this configuration is ready (its admin endpoint's
     /// /readyz; for container health checks).
     Health(ConfigArgs),
@@ -67,6 +70,34 @@ enum Command {
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
     },
+}
+
+#[derive(Args)]
+struct PlanArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// The cloud the gateway runs in.
+    #[arg(long = "for", value_enum, value_name = "CLOUD")]
+    cloud: plan::Cloud,
+    /// cli: a shell script of aws / az / gcloud commands; terraform: HCL.
+    #[arg(long, value_enum, default_value_t)]
+    format: plan::Format,
+    /// Plan for these brokers, as ID or ID:RACK (repeatable), without connecting; without --broker
+    /// and --admin, the brokers come from the live cluster, as `check` finds them.
+    #[arg(long = "broker", value_name = "ID[:RACK]", value_parser = parse_broker, conflicts_with = "admin")]
+    brokers: Vec<(i32, Option<String>)>,
+    /// Plan for the brokers a running gateway knows (its admin endpoint's /topology).
+    #[arg(long, value_name = "HOST:PORT")]
+    admin: Option<String>,
+    /// A plan printed before (by this command): print only the rules of brokers added since.
+    #[arg(long, value_name = "PREVIOUS_PLAN")]
+    only_new: Option<PathBuf>,
+    /// The first part of every resource name; the listener group's name follows it.
+    #[arg(long, default_value = "kafka-gateway")]
+    name: String,
+    /// Turn PROXY protocol v2 on at the load balancer (the listener groups must then require it).
+    #[arg(long)]
+    proxy_protocol: bool,
 }
 
 fn parse_broker(s: &str) -> Result<(i32, Option<String>), String> {
@@ -103,6 +134,7 @@ fn main() -> ExitCode {
     let args = match &cli.command {
         Command::Run(args) | Command::Health(args) => args,
         Command::Check { config, .. } | Command::Validate { config, .. } | Command::Replay { config, .. } => config,
+        Command::Plan(plan) => &plan.config,
     };
     let config = match Config::load(args.config.as_deref(), &args.overrides) {
         Ok(config) => config,
@@ -129,6 +161,7 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Command::Validate { brokers, .. } => report(check::plan(&config, &brokers)),
+            Command::Plan(args) => plan(&config, args).await,
             Command::Replay { group, paths, .. } => replay(&config, group.as_deref(), &paths),
             Command::Health(_) => match check::health(&config).await {
                 Ok(answer) => {
@@ -196,6 +229,45 @@ fn replay(config: &Config, group: Option<&str>, paths: &[PathBuf]) -> ExitCode {
     }
     println!("{} cases: {passed} passed, {failed} failed (listener group {})", passed + failed, group.name);
     if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+/// `plan`: the brokers from the command line, a running gateway or the live cluster, then what to
+/// build around the gateway for them.
+async fn plan(config: &Config, args: PlanArgs) -> ExitCode {
+    let report = if !args.brokers.is_empty() {
+        check::plan(config, &args.brokers)
+    } else if let Some(addr) = &args.admin {
+        check::live(addr, ADMIN_TIMEOUT).await
+    } else {
+        check::check(config).await
+    };
+    if !report.is_ok() {
+        eprint!("{}", report.render());
+        eprintln!("kafka-gateway: no plan: the brokers above have problems");
+        return ExitCode::FAILURE;
+    }
+    let previous = match &args.only_new {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(text) => Some((path.display().to_string(), text)),
+            Err(e) => {
+                eprintln!("kafka-gateway: --only-new {}: {e}", path.display());
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+        None => None,
+    };
+    let options =
+        plan::Options { cloud: args.cloud, format: args.format, name: args.name, proxy_protocol: args.proxy_protocol };
+    match plan::Plan::build(config, &report, options, previous.as_ref().map(|(p, t)| (p.as_str(), t.as_str()))) {
+        Ok(plan) => {
+            print!("{}", plan.render());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("kafka-gateway: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
 }
 
 fn load_tls(config: &Config) -> Result<(), TlsError> {
