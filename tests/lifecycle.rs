@@ -100,21 +100,39 @@ async fn sighup_reloads_names_on_open_connections_and_keeps_serving_through_a_ba
     assert_eq!(names(&mut conn).await.len(), 3);
 }
 
+/// A gateway process with one request in flight to broker 1, which takes `delay` to answer it.
+struct InFlight {
+    _mock: Mock,
+    _dir: tempfile::TempDir,
+    gateway: GatewayProcess,
+    client: tokio::net::TcpStream,
+    base: u16,
+}
+
+impl InFlight {
+    async fn start(drain_secs: u64, delay: Duration) -> Self {
+        let mock = mock_cluster();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gateway.toml");
+        let base = free_ports(3);
+        let drain = format!("[gateway]\ndrain_secs = {drain_secs}");
+        write(&path, &config_text(&mock.bootstrap_servers(), base, "usw2-az1", &drain));
+        // Trace lines name each request the gateway forwards: the test signals once it is in flight.
+        let gateway = GatewayProcess::run_logging(&path, &[], TRACE_REQUESTS);
+        assert!(gateway.wait_for("target=broker 3").await, "{}", gateway.log());
+        mock.broker_round_trip_time(1, delay).unwrap();
+        let mut client = tokio::net::TcpStream::connect(("127.0.0.1", base + 1)).await.unwrap();
+        client.write_all(&request_frame(18, 0, 7, &[])).await.unwrap();
+        assert!(gateway.wait_for("correlation_id=7").await, "{}", gateway.log());
+        Self { _mock: mock, _dir: dir, gateway, client, base }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_answers_the_requests_in_flight_before_it_closes_and_exits_0() {
-    let mock = mock_cluster();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("gateway.toml");
-    let base = free_ports(3);
-    write(&path, &config_text(&mock.bootstrap_servers(), base, "usw2-az1", "[gateway]\ndrain_secs = 20"));
-    // Trace lines name each request the gateway forwards: the test signals once it is in flight.
-    let mut gateway = GatewayProcess::run_logging(&path, &[], TRACE_REQUESTS);
-    assert!(gateway.wait_for("target=broker 3").await, "{}", gateway.log());
-    // Broker 1 takes 2 s to answer anything: the request below is in flight when SIGTERM comes.
-    mock.broker_round_trip_time(1, Duration::from_secs(2)).unwrap();
-    let mut client = tokio::net::TcpStream::connect(("127.0.0.1", base + 1)).await.unwrap();
-    client.write_all(&request_frame(18, 0, 7, &[])).await.unwrap();
-    assert!(gateway.wait_for("correlation_id=7").await, "{}", gateway.log());
+    // Bound whole: a field left to `..` would be dropped here, the mock cluster with it.
+    let mut running = InFlight::start(20, Duration::from_secs(2)).await;
+    let (gateway, client, base) = (&mut running.gateway, &mut running.client, running.base);
     let signalled = Instant::now();
     gateway.signal("TERM");
     // No new connection is taken once it drains...
@@ -131,18 +149,8 @@ async fn sigterm_answers_the_requests_in_flight_before_it_closes_and_exits_0() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_sigterm_stops_at_once() {
-    let mock = mock_cluster();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("gateway.toml");
-    let base = free_ports(3);
-    write(&path, &config_text(&mock.bootstrap_servers(), base, "usw2-az1", "[gateway]\ndrain_secs = 60"));
-    // Trace lines name each request the gateway forwards: the test signals once it is in flight.
-    let mut gateway = GatewayProcess::run_logging(&path, &[], TRACE_REQUESTS);
-    assert!(gateway.wait_for("target=broker 3").await, "{}", gateway.log());
-    mock.broker_round_trip_time(1, Duration::from_secs(30)).unwrap();
-    let mut client = tokio::net::TcpStream::connect(("127.0.0.1", base + 1)).await.unwrap();
-    client.write_all(&request_frame(18, 0, 7, &[])).await.unwrap();
-    assert!(gateway.wait_for("correlation_id=7").await, "{}", gateway.log());
+    let mut running = InFlight::start(60, Duration::from_secs(30)).await;
+    let gateway = &mut running.gateway;
     gateway.signal("TERM");
     assert!(gateway.wait_for("draining").await);
     gateway.signal("TERM");

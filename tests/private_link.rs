@@ -20,10 +20,11 @@ async fn assert_pattern_names(link: &PrivateLink, bootstrap: &str) {
     assert_eq!(out, expected);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ten_thousand_messages_through_a_private_link_come_back_exactly_once() {
+/// Produces 10,000 messages with `acks` through a gateway behind a private link, and asserts a
+/// consumer group reads each back exactly once; checks the names the client sees first.
+async fn ten_thousand_through_the_link(topic: &str, acks: &str) {
     let mock = mock_cluster();
-    mock.create_topic("orders", TOPIC_PARTITIONS, 3).unwrap();
+    mock.create_topic(topic, TOPIC_PARTITIONS, 3).unwrap();
     let link = PrivateLink::new();
     let config = aws_config(link.gateway_ip.into(), 9092, &mock.bootstrap_servers());
     let bootstrap = bootstrap_of(&config).to_string();
@@ -33,14 +34,19 @@ async fn ten_thousand_messages_through_a_private_link_come_back_exactly_once() {
     assert_pattern_names(&link, &bootstrap).await;
 
     let client = example("kafka_client");
-    let produced =
-        link.run(&client, &["produce", "--bootstrap", &bootstrap, "--topic", "orders", "--count", "10000"]).await;
+    let produce = ["produce", "--bootstrap", &bootstrap, "--topic", topic, "--count", "10000", "--acks", acks];
+    let produced = link.run(&client, &produce).await;
     assert_eq!(stdout_of(&produced).trim(), "produced 10000 errors 0");
 
     let consumed = link
-        .run(&client, &["consume", "--bootstrap", &bootstrap, "--topic", "orders", "--group", "g1", "--count", "10000"])
+        .run(&client, &["consume", "--bootstrap", &bootstrap, "--topic", topic, "--group", "g1", "--count", "10000"])
         .await;
     assert_eq!(stdout_of(&consumed).trim(), "consumed 10000 distinct 10000 duplicates 0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_messages_through_a_private_link_come_back_exactly_once() {
+    ten_thousand_through_the_link("orders", "all").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -150,20 +156,5 @@ async fn the_gateway_starts_and_serves_while_a_broker_is_down() {
 async fn acks_zero_producers_lose_nothing_through_the_gateway() {
     // librdkafka's mock answers Produce with acks=0 although Kafka does not: the gateway drops
     // those answers nobody waits for instead of closing the connection (which lost messages).
-    let mock = mock_cluster();
-    mock.create_topic("fire", TOPIC_PARTITIONS, 3).unwrap();
-    let link = PrivateLink::new();
-    let config = aws_config(link.gateway_ip.into(), 9092, &mock.bootstrap_servers());
-    let bootstrap = bootstrap_of(&config).to_string();
-    let _gateway = start(config).await;
-    link.set_hosts(&AWS_NAMES);
-    let client = example("kafka_client");
-    let produced = link
-        .run(&client, &["produce", "--bootstrap", &bootstrap, "--topic", "fire", "--count", "10000", "--acks", "0"])
-        .await;
-    assert_eq!(stdout_of(&produced).trim(), "produced 10000 errors 0");
-    let consumed = link
-        .run(&client, &["consume", "--bootstrap", &bootstrap, "--topic", "fire", "--group", "g", "--count", "10000"])
-        .await;
-    assert_eq!(stdout_of(&consumed).trim(), "consumed 10000 distinct 10000 duplicates 0");
+    ten_thousand_through_the_link("fire", "0").await;
 }
