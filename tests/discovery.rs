@@ -90,8 +90,9 @@ async fn the_gateway_starts_without_a_cluster_and_finds_it_when_it_comes() {
     assert!(brokers_listening(&gateway).is_empty());
     tokio::time::sleep(Duration::from_secs(3)).await;
 
-    let fake = FakeBroker::start(cluster_port, vec![]).await;
-    fake.set_nodes(vec![node(1, cluster_port), node(2, cluster_port)]);
+    // The broker names its nodes from its first answer: a discovery that reached it between its
+    // start and a later `set_nodes` would see none and wait the whole interval.
+    let _fake = FakeBroker::start(cluster_port, vec![node(1, cluster_port), node(2, cluster_port)]).await;
     assert!(eventually(Duration::from_secs(20), || brokers_listening(&gateway) == [1, 2]).await);
     let metadata = metadata_via(&HostPort { host: "127.0.0.1".into(), port: base + 2 }).await;
     assert_eq!(metadata.brokers.len(), 2);
