@@ -25,6 +25,7 @@ pub mod lifecycle;
 pub mod listener;
 pub mod metrics;
 pub mod plan;
+pub mod proxy;
 pub mod readiness;
 pub mod record;
 pub mod rewrite;
