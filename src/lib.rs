@@ -11,8 +11,10 @@
 //! [`template`] (before all that), [`check`], [`plan`], [`fixture`] and [`record`] (operator tools).
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod admin;
 pub mod broker;
+pub mod budget;
 pub mod check;
 pub mod config;
 pub mod fixture;
