@@ -187,6 +187,8 @@ pub enum SessionError {
     Access(#[from] Refusal),
     #[error("no request within {0:?} of connecting (gateway.handshake_timeout_secs)")]
     Handshake(Duration),
+    #[error("the first request was not whole within {0:?} of connecting (gateway.handshake_timeout_secs)")]
+    FirstIncomplete(Duration),
     #[error("the client stopped sending for {0:?} in the middle of a request (gateway.handshake_timeout_secs)")]
     Stalled(Duration),
     #[error(
@@ -231,6 +233,7 @@ impl SessionError {
             | SessionError::Access(_)
             | SessionError::Handshake(_)
             | SessionError::Stalled(_)
+            | SessionError::FirstIncomplete(_)
             | SessionError::ProxyHeaderAgain
             | SessionError::UnexpectedProxyHeader
             | SessionError::SlowReader { .. } => Side::Client,
@@ -501,7 +504,9 @@ impl Session {
                     let read = fill(&mut from, &mut buf, limit);
                     if let Some(deadline) = first {
                         // The first request must be whole by the handshake deadline.
-                        tokio::time::timeout_at(deadline, read).await.map_err(|_| SessionError::Handshake(handshake))
+                        tokio::time::timeout_at(deadline, read)
+                            .await
+                            .map_err(|_| SessionError::FirstIncomplete(handshake))
                     } else if within {
                         // Within a request: a pause as long as the handshake timeout ends the connection.
                         tokio::time::timeout(handshake, read).await.map_err(|_| SessionError::Stalled(handshake))
