@@ -164,6 +164,7 @@ fn main() -> ExitCode {
             Command::Run(_) => run(config, source).await,
             Command::Check { .. } => report(check::check(&config).await),
             Command::Validate { brokers, .. } if brokers.is_empty() => {
+                check::access(&config).iter().for_each(|line| println!("{line}"));
                 println!("ok: configuration valid ({} listener group(s))", config.groups.len());
                 ExitCode::SUCCESS
             }
