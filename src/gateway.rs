@@ -658,7 +658,7 @@ impl Observe for Gateway {
         }
         let described = self.described.lock().expect("never poisoned").clone();
         let (cluster_id, answered_by) = described.map_or((None, None), |(id, by)| (id, Some(by)));
-        Report { cluster_id, answered_by, rows, problems, access: crate::check::access(&self.config) }
+        Report { cluster_id, answered_by, rows, problems, access: crate::check::access(&self.config()) }
     }
 
     fn metrics(&self) -> String {
