@@ -962,6 +962,14 @@ pub mod testing {
         counting(limits, names, GroupCounters::new(&crate::metrics::Metrics::new(), "test"))
     }
 
+    /// The same, holding responses within `budget`.
+    pub fn with_budget(limits: Limits, names: Arc<dyn Advertise + Send + Sync>, budget: Arc<Budget>) -> Arc<Group> {
+        let group = counting(limits, names, GroupCounters::off());
+        let mut group = Arc::into_inner(group).expect("not shared yet");
+        group.budget = budget;
+        Arc::new(group)
+    }
+
     /// The same, counting into `counters`.
     pub fn counting(limits: Limits, names: Arc<dyn Advertise + Send + Sync>, counters: GroupCounters) -> Arc<Group> {
         let learner: Weak<dyn Learn> = Weak::<NoLearning>::new();
