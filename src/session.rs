@@ -369,16 +369,19 @@ impl Session {
         let handshake = self.group.access.handshake();
         let deadline = tokio::time::Instant::now() + handshake;
         let _slot = self.group.access.enter()?;
-        let who = match tokio::time::timeout_at(deadline, self.group.access.admit(&mut client, self.peer)).await {
-            Err(_) => return Err(SessionError::Handshake(handshake)),
-            Ok(Err((refusal, who))) => {
-                if let Some(who) = who {
-                    name_in_span(&who);
+        // The steps before the pumps are boxed: once per connection, and their timers and states
+        // would otherwise be part of every idle connection's future (benches/README.md).
+        let who =
+            match Box::pin(tokio::time::timeout_at(deadline, self.group.access.admit(&mut client, self.peer))).await {
+                Err(_) => return Err(SessionError::Handshake(handshake)),
+                Ok(Err((refusal, who))) => {
+                    if let Some(who) = who {
+                        name_in_span(&who);
+                    }
+                    return Err(refusal.into());
                 }
-                return Err(refusal.into());
-            }
-            Ok(Ok(who)) => who,
-        };
+                Ok(Ok(who)) => who,
+            };
         name_in_span(&who);
         if who.local {
             tracing::debug!("a load balancer's health check (PROXY LOCAL): closing");
@@ -386,7 +389,7 @@ impl Session {
         }
         let client = match &self.group.tls {
             Some(tls) => Stream::Tls(Box::new(
-                tokio::time::timeout_at(deadline, tls.accept(client))
+                Box::pin(tokio::time::timeout_at(deadline, tls.accept(client)))
                     .await
                     .map_err(|_| SessionError::Handshake(handshake))??,
             )),
@@ -395,7 +398,7 @@ impl Session {
         let (mut client_rd, client_wr) = client.split();
         // The broker is dialed for a client that has said something in Kafka, not on accept.
         let mut first = BytesMut::new();
-        let first_request = tokio::time::timeout_at(deadline, self.first_request(&mut client_rd, &mut first));
+        let first_request = Box::pin(tokio::time::timeout_at(deadline, self.first_request(&mut client_rd, &mut first)));
         let first_request = tokio::select! {
             biased;
             // Draining: a client that has not asked anything yet is closed, nothing dialed.
@@ -464,7 +467,8 @@ impl Session {
         let requests = self.requests(client_rd, &mut upstream_wr, &inflight, start);
         let responses = self.responses(upstream_rd, client_wr, &inflight);
         let idle = self.group.access.rules().idle_timeout;
-        let idle_watch = idle_watch(idle, &self.counters, &inflight);
+        // Boxed, and only with a timeout: its timer would otherwise cost every connection.
+        let idle_watch = async { Box::pin(idle_watch(idle, &self.counters, &inflight)).await };
         tokio::pin!(requests, responses, idle_watch);
         let mut draining = false;
         loop {
@@ -500,16 +504,21 @@ impl Session {
             if !std::mem::take(&mut unread) {
                 let limit = place.read_limit();
                 let within = place.rest > 0 || !buf.is_empty();
+                // Timed reads are boxed: a timer kept in the pump's state would cost every idle
+                // connection its size (benches/README.md, "Connection scale"), and they happen
+                // only within a request, once per read of a frame larger than a read.
                 let read = async {
                     let read = fill(&mut from, &mut buf, limit);
                     if let Some(deadline) = first {
                         // The first request must be whole by the handshake deadline.
-                        tokio::time::timeout_at(deadline, read)
+                        Box::pin(tokio::time::timeout_at(deadline, read))
                             .await
                             .map_err(|_| SessionError::FirstIncomplete(handshake))
                     } else if within {
                         // Within a request: a pause as long as the handshake timeout ends the connection.
-                        tokio::time::timeout(handshake, read).await.map_err(|_| SessionError::Stalled(handshake))
+                        Box::pin(tokio::time::timeout(handshake, read))
+                            .await
+                            .map_err(|_| SessionError::Stalled(handshake))
                     } else {
                         // Between requests a client may be quiet as long as it likes (or the idle timeout).
                         Ok(read.await)
@@ -688,7 +697,9 @@ impl Session {
                 to.write_all(&buf[..place.ready]).await.map_err(SessionError::client)?;
                 buf.advance(std::mem::take(&mut place.ready));
                 let budget = &self.group.budget;
-                let reserved = budget.reserve(len).await?;
+                // Boxed, as the write below: held answers are rare next to forwarded ones, and
+                // their waits would otherwise enlarge every idle connection's state.
+                let reserved = Box::pin(budget.reserve(len)).await?;
                 let _held = self.counters.hold(len);
                 let response = read_whole(&mut from, &mut buf, len).await?;
                 let pieces = self.answer(&pending, &response)?;
@@ -699,7 +710,7 @@ impl Session {
                     }
                     io::Result::Ok(())
                 };
-                match tokio::time::timeout(budget.wait(), write).await {
+                match Box::pin(tokio::time::timeout(budget.wait(), write)).await {
                     Ok(written) => written.map_err(SessionError::client)?,
                     Err(_) => return Err(SessionError::SlowReader { bytes: len, waited: budget.wait() }),
                 }
@@ -874,7 +885,9 @@ async fn splice_rest(
     let sink = to;
     let (Some(from), Some(to)) = (from.socket(), to.socket()) else { return Ok(Spliced::Done) };
     let Some(pipe) = Pipe::take() else { return Ok(Spliced::Done) };
-    match pipe.forward(from, to, place.rest, stall).await {
+    // Boxed: only large frames are spliced, and the splice's state would otherwise be part of
+    // every connection's.
+    match Box::pin(pipe.forward(from, to, place.rest, stall)).await {
         Ok(Moved::All) => {
             sink.moved(std::mem::take(&mut place.rest));
             place.spliced = true;
