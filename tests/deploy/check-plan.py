@@ -82,7 +82,8 @@ def validate(binary, config, brokers):
     rows = []
     for line in run(args).splitlines()[1:]:
         cells = line.split()
-        if line.startswith("ok:") or not cells:
+        # The table's rows; `ok:` ends it, and each group's `access` line follows it.
+        if line.startswith(("ok:", "access ")) or not cells:
             continue
         rows.append((int(cells[1]), cells[5], int(cells[6].rsplit(":", 1)[1])))
     if len(rows) != len(brokers):
