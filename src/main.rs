@@ -102,7 +102,8 @@ struct PlanArgs {
     /// The first part of every resource name; the listener group's name follows it.
     #[arg(long, default_value = "kafka-gateway")]
     name: String,
-    /// Turn PROXY protocol v2 on at the load balancer (the listener groups must then require it).
+    /// Turn PROXY protocol v2 on at the load balancer (on anyway when every listener group requires it;
+    /// refused when one does not).
     #[arg(long)]
     proxy_protocol: bool,
 }
