@@ -1,6 +1,9 @@
-//! Connection scale: N client connections held open through the gateway (each first exchanges one
-//! request and response, so its buffers have been used), the gateway's memory per idle connection
-//! pair, and whether new connections still get through.
+//! Connection scale: N client connections held open through the gateway, the gateway's memory per
+//! idle connection pair, and whether new connections still get through. Each connection first does
+//! what a real client (librdkafka) does on a new connection: ApiVersions v3 and Metadata v12, both
+//! answered by the stand-in as a broker would and rewritten by the gateway (held whole, walked,
+//! the broker learned), then a ListOffsets passed through; so every path a connection's buffers
+//! take has been used before it idles.
 //!
 //! `scripts/bench-connections [N]`. The gateway holds two descriptors per client (client and
 //! upstream side), so N defaults to 10,000 or what the open-file hard limit leaves room for. The
@@ -24,8 +27,15 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap()
 }
 
-/// A broker stand-in that answers each request with a small frame and holds the connection.
+/// A broker stand-in that answers ApiVersions and Metadata (naming itself as broker 1) as a broker
+/// would, every other request with a small frame, and holds the connection.
 async fn hold(listener: TcpListener) {
+    use kafka_gateway::rewrite::encode;
+    use kafka_protocol::messages::api_versions_response::ApiVersion;
+    use kafka_protocol::messages::metadata_response::MetadataResponseBroker;
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+    let me = listener.local_addr().unwrap();
     loop {
         let (mut stream, _) = listener.accept().await.unwrap();
         tokio::spawn(async move {
@@ -34,15 +44,56 @@ async fn hold(listener: TcpListener) {
                 if stream.read_exact(&mut buf[..size as usize]).await.is_err() {
                     return;
                 }
-                let mut reply = 14i32.to_be_bytes().to_vec();
-                reply.extend(&buf[4..8]); // the correlation id
-                reply.extend([0u8; 10]);
+                let (key, version) = (i16::from_be_bytes([buf[0], buf[1]]), i16::from_be_bytes([buf[2], buf[3]]));
+                let correlation_id = i32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
+                let header = ResponseHeader::default().with_correlation_id(correlation_id);
+                let reply = match key {
+                    18 => {
+                        let keys = [(0, 0, 11), (1, 0, 17), (2, 0, 9), (3, 0, 12), (18, 0, 4)].map(|(k, min, max)| {
+                            ApiVersion::default().with_api_key(k).with_min_version(min).with_max_version(max)
+                        });
+                        let answer = ApiVersionsResponse::default().with_api_keys(keys.to_vec());
+                        encode(&header, &answer, version, &[]).unwrap().to_vec()
+                    }
+                    3 => {
+                        let broker = MetadataResponseBroker::default()
+                            .with_node_id(BrokerId(1))
+                            .with_host(StrBytes::from_string(me.ip().to_string()))
+                            .with_port(i32::from(me.port()))
+                            .with_rack(Some(StrBytes::from_static_str("r")));
+                        let answer = MetadataResponse::default()
+                            .with_brokers(vec![broker])
+                            .with_cluster_id(Some(StrBytes::from_static_str("scale")));
+                        encode(&header, &answer, version, &[]).unwrap().to_vec()
+                    }
+                    _ => {
+                        let mut reply = 14i32.to_be_bytes().to_vec();
+                        reply.extend(correlation_id.to_be_bytes());
+                        reply.extend([0u8; 10]);
+                        reply
+                    }
+                };
                 if stream.write_all(&reply).await.is_err() {
                     return;
                 }
             }
         });
     }
+}
+
+/// A flexible request (header v2: client id, then tagged fields) of `key` at `version`.
+fn flexible_request(key: i16, version: i16, correlation_id: i32, body: &[u8]) -> Vec<u8> {
+    let mut f = vec![0, 0, 0, 0];
+    f.extend(key.to_be_bytes());
+    f.extend(version.to_be_bytes());
+    f.extend(correlation_id.to_be_bytes());
+    f.extend(7i16.to_be_bytes());
+    f.extend(b"rdkafka");
+    f.push(0); // header tags
+    f.extend(body);
+    let size = (f.len() - 4) as i32;
+    f[..4].copy_from_slice(&size.to_be_bytes());
+    f
 }
 
 /// A ListOffsets v1 request (passed through untouched), `correlation_id` as given.
@@ -55,6 +106,22 @@ fn request(correlation_id: i32) -> Vec<u8> {
     let size = (f.len() - 4) as i32;
     f[..4].copy_from_slice(&size.to_be_bytes());
     f
+}
+
+/// What librdkafka sends first on a connection, ApiVersions v3 and Metadata v12 (all topics), each
+/// answered before the next.
+async fn greet(stream: &mut TcpStream, correlation_id: i32) {
+    // client_software_name "librdkafka", client_software_version "2.12.0", no tags.
+    let api_versions = flexible_request(18, 3, correlation_id, b"\x0blibrdkafka\x072.12.0\x00");
+    // topics: null (all), allow_auto_topic_creation, include_topic_authorized_operations, no tags.
+    let metadata = flexible_request(3, 12, correlation_id, &[0, 1, 0, 0]);
+    for request in [api_versions, metadata] {
+        stream.write_all(&request).await.unwrap();
+        let size = stream.read_i32().await.unwrap();
+        let mut body = vec![0; size as usize];
+        stream.read_exact(&mut body).await.unwrap();
+        assert_eq!(&body[..4], &correlation_id.to_be_bytes());
+    }
 }
 
 async fn exchange(stream: &mut TcpStream, correlation_id: i32) {
@@ -103,12 +170,16 @@ fn main() {
             &config,
             format!(
                 "[upstream]\nbootstrap_servers = [\"{upstream}\"]\nconnect_timeout_ms = 2000\n[listeners.scale]\nbind = \"127.0.0.1\"\n\
-                 bootstrap_port = {PORT}\nbroker_port_base = {}\nadvertised = \"127.0.0.1:{{port}}\"\n",
-                PORT + 1
+                 bootstrap_port = {PORT}\nbroker_port_base = {}\nadvertised = \"127.0.0.1:{{port}}\"\n\
+                 [admin]\nbind = \"127.0.0.1:{}\"\n",
+                PORT + 1,
+                PORT - 1
             ),
         )
         .unwrap();
-        let mut gateway: Child = Command::new(env!("CARGO_BIN_EXE_kafka-gateway"))
+        // GATEWAY_BIN: another build of the gateway to compare (e.g. the main branch's).
+        let bin = std::env::var_os("GATEWAY_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_kafka-gateway").into());
+        let mut gateway: Child = Command::new(bin)
             .args(["run", "--config"])
             .arg(&config)
             .env("RUST_LOG", "error")
@@ -131,6 +202,7 @@ fn main() {
         for i in 0..n {
             match TcpStream::connect(("127.0.0.1", PORT)).await {
                 Ok(mut stream) => {
+                    greet(&mut stream, i as i32).await;
                     exchange(&mut stream, i as i32).await;
                     clients.push(stream);
                 }

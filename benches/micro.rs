@@ -1,4 +1,5 @@
 //! Micro-benchmarks of a frame's steps: peeking at a header, forwarding frames through a session,
+//! parsing a connection's PROXY protocol header (once per connection),
 //! rewriting Metadata (3, 100 and 1,000 brokers with 10,000 partitions), FindCoordinator, and a
 //! Fetch v16 answer with records and node endpoints. A counting allocator shows what forwarding
 //! allocates per frame.
@@ -237,5 +238,19 @@ fn rewrites(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, peek, forwarding, rewrites);
+/// The PROXY protocol header, read once per connection before anything else (never per request):
+/// what it costs next to forwarding one request.
+fn proxy_header(c: &mut Criterion) {
+    use kafka_gateway::proxy::build::{Tlv, v2};
+    let aws = v2(false, Some("10.1.2.3:40000".parse().unwrap()), &[Tlv::Aws("vpce-0a1b2c3d4e5f67890")], true);
+    let v1 = b"PROXY TCP4 192.0.2.7 198.51.100.1 56324 9092\r\n".to_vec();
+    c.bench_function("parse a PROXY v2 header with an AWS endpoint and its CRC32c", |b| {
+        b.iter(|| std::hint::black_box(kafka_gateway::proxy::parse(std::hint::black_box(&aws)).unwrap()))
+    });
+    c.bench_function("parse a PROXY v1 header", |b| {
+        b.iter(|| std::hint::black_box(kafka_gateway::proxy::parse(std::hint::black_box(&v1)).unwrap()))
+    });
+}
+
+criterion_group!(benches, peek, forwarding, rewrites, proxy_header);
 criterion_main!(benches);

@@ -94,6 +94,9 @@ pub struct Report {
     pub answered_by: Option<String>,
     pub rows: Vec<Row>,
     pub problems: Vec<String>,
+    /// Who may connect to each group (`[listeners.<group>.access]`), one line per group.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub access: Vec<String>,
 }
 
 impl Report {
@@ -141,6 +144,9 @@ impl Report {
             let row: Vec<String> = line.iter().zip(&widths).map(|(c, w)| format!("{c:w$}")).collect();
             let _ = writeln!(out, "{}", row.join("  ").trim_end());
         }
+        for line in &self.access {
+            let _ = writeln!(out, "{line}");
+        }
         for p in &self.problems {
             let _ = writeln!(out, "problem: {p}");
         }
@@ -163,7 +169,7 @@ impl Report {
 /// Builds the report from the live cluster; every bootstrap server and broker is reached the way
 /// the gateway reaches them (TLS and SASL included).
 pub async fn check(config: &Config) -> Report {
-    let mut report = Report::default();
+    let mut report = Report { access: access(config), ..Report::default() };
     let link = match Link::load(config) {
         Ok(link) => link,
         Err(e) => {
@@ -207,13 +213,23 @@ pub async fn check(config: &Config) -> Report {
 /// The report for brokers the operator names (`ID` or `ID:RACK`), without touching the network.
 pub fn plan(config: &Config, brokers: &[(i32, Option<String>)]) -> Report {
     let named: Vec<_> = brokers.iter().map(|(id, rack)| (*id, rack.clone(), None)).collect();
-    let mut report = Report { rows: rows(config, &named), ..Report::default() };
+    let mut report = Report { rows: rows(config, &named), access: access(config), ..Report::default() };
     let nodes: BTreeSet<i32> = brokers.iter().map(|(id, _)| *id).collect();
     if let Err(e) = config.check_ports(&nodes) {
         report.problems.push(format!("port collision: {e}"));
     }
     report.problems.extend(row_problems(config, &report.rows));
     report
+}
+
+/// Each group's access rules as `check` and `validate` print them: PROXY protocol, the endpoints and
+/// sources it admits, its connection limit and idle timeout, and the gateway's handshake deadline.
+pub fn access(config: &Config) -> Vec<String> {
+    config
+        .groups
+        .iter()
+        .map(|g| format!("access {}: {}; handshake_timeout {}s", g.name, g.access, config.handshake_timeout.as_secs()))
+        .collect()
 }
 
 /// Names that cannot be advertised, and advertised names a group's TLS certificate does not cover

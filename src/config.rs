@@ -16,7 +16,10 @@ use serde::Deserialize;
 use crate::broker::{HostPort, NameError, PortError};
 use crate::template::{Inputs, Template, is_host_char};
 
+mod access;
 mod security;
+use access::RawAccess;
+pub use access::{Access, ProxyProtocol};
 pub use security::{ClientTls, Mechanism, Sasl, Secret, ServerTls};
 use security::{RawClientTls, RawSasl, RawServerTls};
 
@@ -73,6 +76,14 @@ pub struct Config {
     /// The newest Fetch version clients may use (`gateway.fetch_max_version`): below 16, Fetch
     /// answers stream instead of being held whole, and KIP-951's leader hints are not sent.
     pub fetch_max_version: i16,
+    /// What a client has from accept until its first request arrives (PROXY header, TLS handshake,
+    /// the request's first bytes), and what a request once started may pause for.
+    pub handshake_timeout: Duration,
+    /// The most memory responses held whole for rewrite may take together (budget.rs).
+    pub max_held_bytes: usize,
+    /// How long a session waits for room in that budget, and how long its client may take to read
+    /// a held response, before that connection closes.
+    pub held_wait: Duration,
 }
 
 /// The admin endpoint (admin.rs): metrics, liveness, readiness and the live topology.
@@ -125,6 +136,8 @@ pub struct ListenerGroup {
     pub default_az: Option<String>,
     /// TLS towards the group's clients.
     pub tls: Option<ServerTls>,
+    /// Who may connect, and for how long (`[listeners.<group>.access]`).
+    pub access: Access,
 }
 
 impl ListenerGroup {
@@ -354,6 +367,8 @@ struct RawGroup {
     az_by_node: BTreeMap<String, String>,
     default_az: Option<String>,
     tls: Option<RawServerTls>,
+    #[serde(default)]
+    access: RawAccess,
 }
 
 #[derive(Debug, Deserialize)]
@@ -379,6 +394,12 @@ struct RawGateway {
     drain_secs: u64,
     #[serde(default = "default_fetch_max_version")]
     fetch_max_version: i16,
+    #[serde(default = "default_handshake_timeout_secs")]
+    handshake_timeout_secs: u64,
+    #[serde(default = "default_max_held_bytes")]
+    max_held_bytes: usize,
+    #[serde(default = "default_held_wait_secs")]
+    held_wait_secs: u64,
 }
 
 impl Default for RawGateway {
@@ -394,6 +415,9 @@ impl Default for RawGateway {
             splice_min_bytes: default_splice_min_bytes(),
             drain_secs: default_drain_secs(),
             fetch_max_version: default_fetch_max_version(),
+            handshake_timeout_secs: default_handshake_timeout_secs(),
+            max_held_bytes: default_max_held_bytes(),
+            held_wait_secs: default_held_wait_secs(),
         }
     }
 }
@@ -441,6 +465,19 @@ fn default_fetch_max_version() -> i16 {
 }
 /// A timer may fire up to one window late while a worker polls (runtime.rs).
 const MAX_BUSY_POLL_US: u64 = 1_000;
+/// Long enough for a TLS handshake over a slow link; short enough that connections which never
+/// speak cannot pile up.
+fn default_handshake_timeout_secs() -> u64 {
+    10
+}
+/// Twice the default `max_response_bytes`: two of the largest answers, or many ordinary ones.
+fn default_max_held_bytes() -> usize {
+    512 * 1024 * 1024
+}
+/// Above a client's default request.timeout.ms (30 s): a client that waits that long has given up.
+fn default_held_wait_secs() -> u64 {
+    60
+}
 fn default_record_per_version() -> usize {
     3
 }
@@ -516,6 +553,17 @@ impl RawConfig {
                 format!("must be between 0 and {fetch_max}, the newest Fetch version the gateway rewrites"),
             ));
         }
+        for (key, value) in [
+            ("gateway.handshake_timeout_secs", self.gateway.handshake_timeout_secs),
+            ("gateway.held_wait_secs", self.gateway.held_wait_secs),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::new(key, "must be above 0"));
+            }
+        }
+        if self.gateway.max_held_bytes < 64 * 1024 {
+            return Err(ConfigError::new("gateway.max_held_bytes", "must be at least 65536"));
+        }
         if self.listeners.is_empty() {
             return Err(ConfigError::new("listeners", "at least one listener group is required"));
         }
@@ -544,6 +592,9 @@ impl RawConfig {
             admin,
             log_format: self.log.format,
             fetch_max_version: self.gateway.fetch_max_version,
+            handshake_timeout: Duration::from_secs(self.gateway.handshake_timeout_secs),
+            max_held_bytes: self.gateway.max_held_bytes,
+            held_wait: Duration::from_secs(self.gateway.held_wait_secs),
         };
         let named: BTreeSet<i32> =
             config.groups.iter().flat_map(|g| g.az_by_node.keys().chain(g.broker_ports.keys()).copied()).collect();
@@ -620,6 +671,7 @@ impl RawGroup {
             ));
         }
         let tls = self.tls.map(|tls| tls.validate(&key("tls"))).transpose()?;
+        let access = self.access.validate(&key("access"))?;
         Ok(ListenerGroup {
             name,
             bind,
@@ -631,6 +683,7 @@ impl RawGroup {
             az_by_node,
             default_az: self.default_az,
             tls,
+            access,
         })
     }
 }

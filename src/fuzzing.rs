@@ -76,3 +76,21 @@ pub fn run(data: &[u8]) {
         }
     }
 }
+
+/// Runs one input through the PROXY header parser (fuzz/fuzz_targets/proxy_header.rs): whatever the
+/// bytes, it answers within its bound, asks only for more than it was given, and a header it accepts
+/// reads the same from exactly its own bytes, while every shorter prefix of it asks for more.
+pub fn proxy_header(data: &[u8]) {
+    use crate::proxy::{MAX_HEADER, Parsed, parse};
+    match parse(data) {
+        Ok(Parsed::NeedMore(n)) => assert!(n > data.len() && n <= MAX_HEADER, "asked for {n} of {}", data.len()),
+        Ok(Parsed::Done(header, used)) => {
+            assert!(used <= data.len() && used <= MAX_HEADER);
+            assert_eq!(parse(&data[..used]), Ok(Parsed::Done(header, used)));
+            for cut in [0, used / 2, used - 1] {
+                assert!(matches!(parse(&data[..cut]), Ok(Parsed::NeedMore(n)) if n > cut && n <= used));
+            }
+        }
+        Err(_) => {}
+    }
+}

@@ -110,6 +110,8 @@ pub struct Gateway {
     /// The cluster id and the server of the last discovery that succeeded.
     described: Mutex<Option<(Option<String>, String)>>,
     learner: Weak<Gateway>,
+    /// The one budget of responses held whole, shared by every group (budget.rs).
+    budget: Arc<crate::budget::Budget>,
 }
 
 /// How a drain ended.
@@ -146,6 +148,10 @@ impl Gateway {
         let dialer = Arc::new(Dialer::new(config.upstream.bootstrap_servers.clone(), Arc::clone(&topology), link));
         let recorder = config.record_dir.clone().map(|dir| Arc::new(Recorder::new(dir, config.record_per_version)));
         let metrics = config.admin.bind.is_some().then(Metrics::new);
+        let budget = crate::budget::Budget::new(config.max_held_bytes, config.held_wait);
+        if let Some(m) = &metrics {
+            m.set_budget(budget.total());
+        }
         let mut gateway = Self {
             state: RwLock::new(State { config: config.clone(), groups: Vec::new() }),
             topology,
@@ -161,6 +167,7 @@ impl Gateway {
             metrics,
             described: Mutex::new(None),
             learner,
+            budget,
         };
         let groups = config.groups.iter().zip(acceptors).map(|(g, tls)| gateway.serve_group(&config, g, tls)).collect();
         gateway.state.get_mut().expect("never poisoned").groups = groups;
@@ -187,6 +194,8 @@ impl Gateway {
             keepalive: config.tcp_keepalive,
             recorder: self.recorder.clone(),
             counters: self.metrics.as_ref().map_or_else(GroupCounters::off, |m| GroupCounters::new(m, &group.name)),
+            access: Arc::new(crate::access::Gate::new(group.access.clone(), config.handshake_timeout)),
+            budget: Arc::clone(&self.budget),
         };
         Served { config: group, names, sessions: Arc::new(sessions) }
     }
@@ -649,7 +658,7 @@ impl Observe for Gateway {
         }
         let described = self.described.lock().expect("never poisoned").clone();
         let (cluster_id, answered_by) = described.map_or((None, None), |(id, by)| (id, Some(by)));
-        Report { cluster_id, answered_by, rows, problems }
+        Report { cluster_id, answered_by, rows, problems, access: crate::check::access(&self.config()) }
     }
 
     fn metrics(&self) -> String {

@@ -15,6 +15,13 @@ use kafka_gateway::upstream::Link;
 use kafka_gateway::{Config, Gateway, check, fixture, lifecycle, plan};
 use tracing_subscriber::EnvFilter;
 
+/// jemalloc, with its background thread purging freed pages: memory the gateway freed after a burst
+/// (held Fetch answers for a dozen consumers, read buffers of many connections) goes back to the
+/// kernel within seconds, where glibc's malloc kept it in its arenas for as long as the process ran.
+#[cfg(target_os = "linux")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     version,
@@ -95,7 +102,8 @@ struct PlanArgs {
     /// The first part of every resource name; the listener group's name follows it.
     #[arg(long, default_value = "kafka-gateway")]
     name: String,
-    /// Turn PROXY protocol v2 on at the load balancer (the listener groups must then require it).
+    /// Turn PROXY protocol v2 on at the load balancer (on anyway when every listener group requires it;
+    /// refused when one does not).
     #[arg(long)]
     proxy_protocol: bool,
 }
@@ -157,6 +165,7 @@ fn main() -> ExitCode {
             Command::Run(_) => run(config, source).await,
             Command::Check { .. } => report(check::check(&config).await),
             Command::Validate { brokers, .. } if brokers.is_empty() => {
+                check::access(&config).iter().for_each(|line| println!("{line}"));
                 println!("ok: configuration valid ({} listener group(s))", config.groups.len());
                 ExitCode::SUCCESS
             }
@@ -294,6 +303,12 @@ async fn run(config: Config, source: lifecycle::Source) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Without it, jemalloc purges only when a thread allocates or frees, so an idle gateway would
+    // keep a burst's pages.
+    #[cfg(target_os = "linux")]
+    if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
+        tracing::warn!("jemalloc's background purging is off ({e}): memory freed after a burst returns later");
+    }
     // Every client connection costs two descriptors (client and upstream side).
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(limit) => tracing::info!("open-file limit {limit}: room for about {} client connections", limit / 2),

@@ -138,6 +138,12 @@ pub const FAMILIES: &[Family] = &[
         help: "Bytes of responses held whole for rewrite right now.",
     },
     Family {
+        name: "held_response_budget_bytes",
+        kind: Kind::Gauge,
+        labels: &[],
+        help: "The budget of bytes all responses held whole may take together (gateway.max_held_bytes).",
+    },
+    Family {
         name: "reloads_total",
         kind: Kind::Counter,
         labels: &["result"],
@@ -182,6 +188,7 @@ pub struct Metrics {
     brokers: IntGauge,
     discovery_age: Gauge,
     ready: IntGauge,
+    held_budget: IntGauge,
     reloads_total: IntCounterVec,
 }
 
@@ -225,6 +232,7 @@ impl Metrics {
             brokers: int_gauge("brokers"),
             discovery_age,
             ready: int_gauge("ready"),
+            held_budget: int_gauge("held_response_budget_bytes"),
             reloads_total: counter_vec("reloads_total"),
             hot,
             registry: registry.clone(),
@@ -257,6 +265,12 @@ impl Metrics {
         self.brokers.set(brokers as i64);
         self.discovery_age.set(discovery_age.as_secs_f64());
         self.ready.set(i64::from(ready));
+    }
+
+    /// The held-response budget (`gateway.max_held_bytes`), which `held_response_bytes` is near
+    /// when clients fetch more than the gateway may hold.
+    pub fn set_budget(&self, bytes: usize) {
+        self.held_budget.set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
 
     /// A configuration reload (issue 21's SIGHUP) was applied, or refused.

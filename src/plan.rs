@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::check::Report;
-use crate::config::Config;
+use crate::config::{Config, ListenerGroup, ProxyProtocol};
 
 /// Where the gateway runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -100,6 +100,17 @@ pub enum PlanError {
     NoBrokers(String),
     #[error("listeners.{0}: the group's name {1}")]
     Group(String, String),
+    #[error(
+        "listeners.{0}.access.proxy_protocol is \"off\", but the plan turns PROXY protocol on at the load balancer \
+         (--proxy-protocol, or another group requires it): the group would take each header for Kafka bytes; set it \
+         to \"required\", or leave the flag out"
+    )]
+    ProxyProtocolOff(String),
+    #[error(
+        "listeners.{0}.access.proxy_protocol is \"required\", but other groups' is \"off\": one plan turns PROXY \
+         protocol on or off at every load balancer; plan the groups with the same setting"
+    )]
+    ProxyProtocolMixed(String),
 }
 
 /// One broker's rule: the port the load balancer forwards to the same port on every replica, and
@@ -185,6 +196,7 @@ impl Plan {
         previous: Option<(&str, &str)>,
     ) -> Result<Self, PlanError> {
         check_name(&options.name)?;
+        let options = proxy_protocol(config, options)?;
         let previous = previous
             .map(|(path, text)| {
                 Previous::parse(text)
@@ -436,6 +448,22 @@ fn check_lengths(plan: &GroupPlan, cloud: Cloud) -> Result<(), PlanError> {
 
 /// The health check: readiness over HTTP where the load balancer can reach the admin endpoint
 /// without a PROXY header in front of the request, otherwise a TCP connect.
+/// The load balancer sends PROXY headers exactly when the listener groups read them: the config's
+/// `access.proxy_protocol = "required"` turns it on, and `--proxy-protocol` must agree with it
+/// (a header the gateway does not expect closes every connection, and so does one it waits for).
+fn proxy_protocol(config: &Config, mut options: Options) -> Result<Options, PlanError> {
+    let required = |g: &ListenerGroup| g.access.proxy_protocol == ProxyProtocol::Required;
+    options.proxy_protocol |= !config.groups.is_empty() && config.groups.iter().all(required);
+    if let Some(group) = config.groups.iter().find(|g| required(g) != options.proxy_protocol) {
+        return Err(if options.proxy_protocol {
+            PlanError::ProxyProtocolOff(group.name.clone())
+        } else {
+            PlanError::ProxyProtocolMixed(group.name.clone())
+        });
+    }
+    Ok(options)
+}
+
 fn health(config: &Config, options: &Options) -> (Health, String) {
     let Some(bind) = config.admin.bind else {
         return (Health::Tcp, "admin.bind is off: health checks connect to each rule's port (TCP)".into());

@@ -20,10 +20,13 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Level, trace, warn};
 
+use crate::access::{Admitted, Gate, Refusal};
 use crate::broker::Advertise;
+use crate::budget::{Budget, Exhausted};
 use crate::frame::{self, FrameError, MIN_REQUEST, MIN_RESPONSE, Peek};
 use crate::inflight::{Answer, Inflight, OrderError, Pending};
 use crate::metrics::{GroupCounters, SessionCounters};
+use crate::proxy;
 use crate::record::Recorder;
 use crate::rewrite::{Action, Caps, Refused, RewriteError, api_versions};
 use crate::sasl;
@@ -75,6 +78,10 @@ pub struct Group {
     pub recorder: Option<Arc<Recorder>>,
     /// What its sessions count (empty with metrics off).
     pub counters: GroupCounters,
+    /// Who may connect, the group's connection count, and its refusal lines' throttle (access.rs).
+    pub access: Arc<Gate>,
+    /// The process's budget for responses held whole (budget.rs), shared by every group.
+    pub budget: Arc<Budget>,
 }
 
 /// The largest request forwarded, the largest response held whole to be rewritten, and the least
@@ -129,6 +136,10 @@ pub enum Closed {
     ByBroker,
     /// The gateway drained it: every request forwarded was answered, then it closed.
     Drained,
+    /// A load balancer's health check (a PROXY v2 LOCAL header): nothing to serve.
+    HealthCheck,
+    /// No request for `access.idle_timeout_secs`.
+    Idle,
 }
 
 /// Why a connection ended other than by a close.
@@ -172,6 +183,31 @@ pub enum SessionError {
          credentials)"
     )]
     NoAnswer,
+    #[error("refused: {0}")]
+    Access(#[from] Refusal),
+    #[error("no request within {0:?} of connecting (gateway.handshake_timeout_secs)")]
+    Handshake(Duration),
+    #[error("the first request was not whole within {0:?} of connecting (gateway.handshake_timeout_secs)")]
+    FirstIncomplete(Duration),
+    #[error("the client stopped sending for {0:?} in the middle of a request (gateway.handshake_timeout_secs)")]
+    Stalled(Duration),
+    #[error(
+        "a second PROXY protocol header follows the first: a load balancer prepended its own to a connection \
+         that had one (turn PROXY protocol on at one of them only)"
+    )]
+    ProxyHeaderAgain,
+    #[error(
+        "the client sent a PROXY protocol header to a listener without access.proxy_protocol = \"required\" \
+         (turn it on for the group, or off at the load balancer)"
+    )]
+    UnexpectedProxyHeader,
+    #[error(transparent)]
+    Budget(#[from] Exhausted),
+    #[error(
+        "the client did not read a held response of {bytes} bytes within {waited:?} (gateway.held_wait_secs); \
+         its share of the held-response budget goes back"
+    )]
+    SlowReader { bytes: usize, waited: Duration },
     #[error(
         "SaslHandshake v0 with mechanism {0:?}: its tokens travel without Kafka headers, and the gateway follows them \
          for PLAIN, SCRAM-SHA-256/512 and OAUTHBEARER only; use a client that sends SaslAuthenticate (SaslHandshake v1+)"
@@ -193,7 +229,14 @@ impl SessionError {
             | SessionError::Refused(_)
             | SessionError::ClientTls(_)
             | SessionError::TlsOnPlaintext
-            | SessionError::RawSasl(_) => Side::Client,
+            | SessionError::RawSasl(_)
+            | SessionError::Access(_)
+            | SessionError::Handshake(_)
+            | SessionError::Stalled(_)
+            | SessionError::FirstIncomplete(_)
+            | SessionError::ProxyHeaderAgain
+            | SessionError::UnexpectedProxyHeader
+            | SessionError::SlowReader { .. } => Side::Client,
             SessionError::Dial(_)
             | SessionError::Order(_)
             | SessionError::Truncated
@@ -203,6 +246,7 @@ impl SessionError {
             SessionError::Rewrite(_)
             | SessionError::Learn(_)
             | SessionError::ResponseTooLarge { .. }
+            | SessionError::Budget(_)
             | SessionError::BrokerSpeaksTls => Side::Gateway,
         }
     }
@@ -215,6 +259,17 @@ impl SessionError {
             SessionError::Frame(_) => Some("malformed"),
             _ => None,
         }
+    }
+
+    /// Turned away before the gateway dialed anything for it: `connections_total{outcome="refused"}`.
+    fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            SessionError::Access(_)
+                | SessionError::Handshake(_)
+                | SessionError::ProxyHeaderAgain
+                | SessionError::UnexpectedProxyHeader
+        )
     }
 
     /// A peer that resets or drops its connection is ordinary: a client stopped, a broker restarted.
@@ -258,10 +313,16 @@ impl Session {
     /// ended at the level of the side that ended it, with what it moved. Every line of the
     /// connection carries its span: group, target and client address.
     pub async fn serve(self, client: TcpStream) {
-        let span =
-            tracing::info_span!("connection", group = %self.group.name, target = %self.target, client = %self.peer);
+        // The client's address is the real one: the PROXY header's, once read (see `admitted`).
+        let span = tracing::info_span!(
+            "connection",
+            group = %self.group.name,
+            target = %self.target,
+            client = tracing::field::Empty,
+            endpoint = tracing::field::Empty
+        );
         async move {
-            tracing::debug!("connection accepted");
+            tracing::debug!(peer = %self.peer, "connection accepted");
             let result = self.run(client).await;
             let t = self.counters.totals();
             let (to_broker, to_client, requests) = (t.to_broker, t.to_client, t.requests);
@@ -275,12 +336,21 @@ impl Session {
                 Err(e) => {
                     let side = e.side();
                     self.counters.ended_by_error(side.name(), e.refusal());
+                    if e.is_refusal() {
+                        self.group.counters.refused(broker_of(self.target));
+                    }
+                    // A flood of failing connections must not fill the disk (throttle.rs).
+                    let Some(suppressed) = self.group.access.throttle().admit() else { return };
+                    let more = crate::throttle::suppressed_note(suppressed);
+                    let peer = self.peer;
                     match side.level() {
                         Level::ERROR => {
-                            tracing::error!(%side, to_broker, to_client, requests, "closing connection: {e}")
+                            tracing::error!(%side, %peer, to_broker, to_client, requests, "closing connection: {e}{more}")
                         }
-                        Level::WARN => tracing::warn!(%side, to_broker, to_client, requests, "closing connection: {e}"),
-                        _ => tracing::info!(%side, to_broker, to_client, requests, "closing connection: {e}"),
+                        Level::WARN => {
+                            tracing::warn!(%side, %peer, to_broker, to_client, requests, "closing connection: {e}{more}")
+                        }
+                        _ => tracing::info!(%side, %peer, to_broker, to_client, requests, "closing connection: {e}{more}"),
                     }
                 }
             }
@@ -289,38 +359,117 @@ impl Session {
         .await
     }
 
-    async fn run(&self, client: TcpStream) -> Result<Closed, SessionError> {
+    async fn run(&self, mut client: TcpStream) -> Result<Closed, SessionError> {
         upstream::tune(&client, self.group.keepalive).map_err(SessionError::client)?;
         // Bytes arriving on either socket end a worker's busy poll (runtime.rs).
         crate::runtime::watch(&client);
+        // From accept, one deadline covers the PROXY header, the TLS handshake and the first
+        // request's header: a client that sends nothing, or a byte a second, holds no broker
+        // connection and goes at the deadline.
+        let handshake = self.group.access.handshake();
+        let deadline = tokio::time::Instant::now() + handshake;
+        let _slot = self.group.access.enter()?;
+        // The steps before the pumps are boxed: once per connection, and their timers and states
+        // would otherwise be part of every idle connection's future (benches/README.md).
+        let who =
+            match Box::pin(tokio::time::timeout_at(deadline, self.group.access.admit(&mut client, self.peer))).await {
+                Err(_) => return Err(SessionError::Handshake(handshake)),
+                Ok(Err((refusal, who))) => {
+                    if let Some(who) = who {
+                        name_in_span(&who);
+                    }
+                    return Err(refusal.into());
+                }
+                Ok(Ok(who)) => who,
+            };
+        name_in_span(&who);
+        if who.local {
+            tracing::debug!("a load balancer's health check (PROXY LOCAL): closing");
+            return Ok(Closed::HealthCheck);
+        }
         let client = match &self.group.tls {
-            Some(tls) => Stream::Tls(Box::new(tls.accept(client).await?)),
+            Some(tls) => Stream::Tls(Box::new(
+                Box::pin(tokio::time::timeout_at(deadline, tls.accept(client)))
+                    .await
+                    .map_err(|_| SessionError::Handshake(handshake))??,
+            )),
             None => Stream::Tcp(client),
         };
+        let (mut client_rd, client_wr) = client.split();
+        // The broker is dialed for a client that has said something in Kafka, not on accept.
+        let mut first = BytesMut::new();
+        let first_request = Box::pin(tokio::time::timeout_at(deadline, self.first_request(&mut client_rd, &mut first)));
+        let first_request = tokio::select! {
+            biased;
+            // Draining: a client that has not asked anything yet is closed, nothing dialed.
+            _ = self.drain.cancelled() => return Ok(Closed::Drained),
+            r = first_request => r,
+        };
+        match first_request {
+            Err(_) => return Err(SessionError::Handshake(handshake)),
+            Ok(Err(e)) => return Err(e),
+            Ok(Ok(false)) => return Ok(Closed::ByClient),
+            Ok(Ok(true)) => {}
+        }
         let dialing = Instant::now();
         let upstream = self.group.dialer.dial(self.target).await;
         self.counters.dialed(dialing.elapsed(), upstream.is_ok());
         let upstream = upstream?;
         crate::runtime::watch(upstream.tcp());
-        let (client_rd, client_wr) = client.split();
         let (upstream_rd, upstream_wr) = upstream.split();
-        self.pump(client_rd, client_wr, upstream_rd, upstream_wr).await
+        let start = Start { buf: first, deadline: Some(deadline) };
+        self.pump(client_rd, client_wr, upstream_rd, upstream_wr, start).await
     }
 
-    /// Runs both directions until one of them ends.
+    /// Reads until the first request's header is in `buf` (false: the client closed first), and
+    /// refuses what cannot be one before anything is dialed: a second PROXY header, or one on a
+    /// listener that expects none, TLS on a plaintext listener, a malformed or oversized frame, a
+    /// version the gateway could not rewrite.
+    async fn first_request(&self, from: &mut impl Source, buf: &mut BytesMut) -> Result<bool, SessionError> {
+        let limits = self.group.limits;
+        loop {
+            if !fill(from, buf, usize::MAX).await.map_err(SessionError::client)? {
+                return Ok(false);
+            }
+            // Checked before the size: a large frame limit could take a header's first bytes for one.
+            if proxy::looks_like_header(buf) {
+                return Err(match self.group.access.rules().proxy_protocol {
+                    crate::config::ProxyProtocol::Required => SessionError::ProxyHeaderAgain,
+                    crate::config::ProxyProtocol::Off => SessionError::UnexpectedProxyHeader,
+                });
+            }
+            let len = match frame::frame_len(buf, MIN_REQUEST, limits.request) {
+                Ok(Peek::Ready(len)) => len,
+                Ok(Peek::NeedMore) => continue,
+                Err(_) if buf.starts_with(&[0x16, 0x03]) => return Err(SessionError::TlsOnPlaintext),
+                Err(e) => return Err(e.into()),
+            };
+            if let Peek::Ready(head) = frame::peek_request(buf, len)? {
+                self.group.caps.plan(head.api_key, head.api_version)?;
+                return Ok(true);
+            }
+        }
+    }
+
+    /// Runs both directions until one of them ends (or, with `access.idle_timeout_secs`, the client
+    /// has been idle that long).
     async fn pump(
         &self,
         client_rd: impl Source,
         client_wr: impl Sink,
         upstream_rd: impl Source,
         upstream_wr: impl Sink,
+        start: Start,
     ) -> Result<Closed, SessionError> {
         let inflight = Inflight::default();
         let (client_wr, mut upstream_wr) = (self.counters.to_client(client_wr), self.counters.to_broker(upstream_wr));
         // Lent, so that a drain's end of the requests leaves the broker's connection open.
-        let requests = self.requests(client_rd, &mut upstream_wr, &inflight);
+        let requests = self.requests(client_rd, &mut upstream_wr, &inflight, start);
         let responses = self.responses(upstream_rd, client_wr, &inflight);
-        tokio::pin!(requests, responses);
+        let idle = self.group.access.rules().idle_timeout;
+        // Boxed, and only with a timeout: its timer would otherwise cost every connection.
+        let idle_watch = async { Box::pin(idle_watch(idle, &self.counters, &inflight)).await };
+        tokio::pin!(requests, responses, idle_watch);
         let mut draining = false;
         loop {
             tokio::select! {
@@ -330,6 +479,7 @@ impl Session {
                     r => return r,
                 },
                 r = &mut responses => return r,
+                closed = &mut idle_watch, if idle.is_some() => return Ok(closed),
             }
         }
     }
@@ -341,23 +491,52 @@ impl Session {
         mut from: impl Source,
         mut to: impl Sink,
         inflight: &Inflight,
+        start: Start,
     ) -> Result<Closed, SessionError> {
         let limits = self.group.limits;
-        let mut buf = BytesMut::new();
+        let handshake = self.group.access.handshake();
+        let Start { mut buf, deadline: mut first } = start;
         let mut place = Place::default();
+        // The first request's header is already in `buf`: it is handled before anything is read.
+        let mut unread = !buf.is_empty();
+        let mut started = 0u32;
         loop {
-            // A drain stops here only between frames: what is in the buffer then is at most the
-            // start of a frame not a byte of which reached the broker.
-            let filled = tokio::select! {
-                biased;
-                _ = self.drain.cancelled(), if place.rest == 0 => {
-                    inflight.stop();
-                    return Ok(Closed::Drained);
+            if !std::mem::take(&mut unread) {
+                let limit = place.read_limit();
+                let within = place.rest > 0 || !buf.is_empty();
+                // Timed reads are boxed: a timer kept in the pump's state would cost every idle
+                // connection its size (benches/README.md, "Connection scale"), and they happen
+                // only within a request, once per read of a frame larger than a read.
+                let read = async {
+                    let read = fill(&mut from, &mut buf, limit);
+                    if let Some(deadline) = first {
+                        // The first request must be whole by the handshake deadline.
+                        Box::pin(tokio::time::timeout_at(deadline, read))
+                            .await
+                            .map_err(|_| SessionError::FirstIncomplete(handshake))
+                    } else if within {
+                        // Within a request: a pause as long as the handshake timeout ends the connection.
+                        Box::pin(tokio::time::timeout(handshake, read))
+                            .await
+                            .map_err(|_| SessionError::Stalled(handshake))
+                    } else {
+                        // Between requests a client may be quiet as long as it likes (or the idle timeout).
+                        Ok(read.await)
+                    }
+                };
+                // A drain stops here only between frames: what is in the buffer then is at most the
+                // start of a frame not a byte of which reached the broker.
+                let filled = tokio::select! {
+                    biased;
+                    _ = self.drain.cancelled(), if place.rest == 0 => {
+                        inflight.stop();
+                        return Ok(Closed::Drained);
+                    }
+                    filled = read => filled?,
+                };
+                if !filled.map_err(SessionError::client)? {
+                    return Ok(Closed::ByClient);
                 }
-                filled = fill(&mut from, &mut buf, place.read_limit()) => filled,
-            };
-            if !filled.map_err(SessionError::client)? {
-                return Ok(Closed::ByClient);
             }
             while place.frame_done(buf.len()) {
                 let next = &buf[place.ready..];
@@ -394,6 +573,7 @@ impl Session {
                     "request"
                 );
                 self.counters.request(head.api_key, head.api_version);
+                started += 1;
                 if head.expects_response {
                     // Before the bytes leave: the response may come back before this loop ends.
                     inflight.push(Pending {
@@ -406,16 +586,25 @@ impl Session {
                 }
                 place.rest = len;
             }
+            if first.is_some() && (started > 1 || started == 1 && place.rest == 0) {
+                first = None;
+            }
             if place.ready > 0 {
                 to.write_all(&buf[..place.ready]).await.map_err(SessionError::broker)?;
                 // A TLS sink may hold the bytes until flushed; a socket's flush does nothing.
                 to.flush().await.map_err(SessionError::broker)?;
                 buf.advance(std::mem::take(&mut place.ready));
             }
-            match splice_rest(&from, &to, &buf, &mut place, limits.splice_min).await {
+            // The first request moves through the buffer, under its deadline; later ones' bulk may
+            // move in the kernel, where a pause as long as the handshake timeout ends it too.
+            let splice_min = if first.is_some() { 0 } else { limits.splice_min };
+            match splice_rest(&from, &to, &buf, &mut place, splice_min, Some(handshake)).await {
                 Ok(Spliced::Done) => {}
                 // The client closed within a request: as at any other close, nothing more to send.
                 Ok(Spliced::SourceEnded) => return Ok(Closed::ByClient),
+                Err((End::From, e)) if e.kind() == io::ErrorKind::TimedOut => {
+                    return Err(SessionError::Stalled(handshake));
+                }
                 Err((side, e)) => {
                     return Err(SessionError::Io { side: side.of(Side::Client, Side::Broker), source: e });
                 }
@@ -503,14 +692,29 @@ impl Session {
                 if len > limits.response {
                     return Err(SessionError::ResponseTooLarge { size: len, limit: limits.response });
                 }
-                // Send what precedes this frame, then hold the frame whole.
+                // Send what precedes this frame, then hold the frame whole, within the budget: until
+                // there is room, nothing more is read from the broker (back-pressure).
                 to.write_all(&buf[..place.ready]).await.map_err(SessionError::client)?;
                 buf.advance(std::mem::take(&mut place.ready));
+                let budget = &self.group.budget;
+                // Boxed, as the write below: held answers are rare next to forwarded ones, and
+                // their waits would otherwise enlarge every idle connection's state.
+                let reserved = Box::pin(budget.reserve(len)).await?;
                 let _held = self.counters.hold(len);
                 let response = read_whole(&mut from, &mut buf, len).await?;
-                for piece in self.answer(&pending, &response)? {
-                    to.write_all(&piece).await.map_err(SessionError::client)?;
+                let pieces = self.answer(&pending, &response)?;
+                drop(response);
+                let write = async {
+                    for piece in pieces {
+                        to.write_all(&piece).await?;
+                    }
+                    io::Result::Ok(())
+                };
+                match Box::pin(tokio::time::timeout(budget.wait(), write)).await {
+                    Ok(written) => written.map_err(SessionError::client)?,
+                    Err(_) => return Err(SessionError::SlowReader { bytes: len, waited: budget.wait() }),
                 }
+                drop(reserved);
                 self.counters.answered(pending.api_key, pending.sent);
             }
             if place.ready > 0 {
@@ -519,7 +723,7 @@ impl Session {
             }
             // A TLS sink may hold the bytes until flushed; a socket's flush does nothing.
             to.flush().await.map_err(SessionError::client)?;
-            match splice_rest(&from, &to, &buf, &mut place, limits.splice_min).await {
+            match splice_rest(&from, &to, &buf, &mut place, limits.splice_min, None).await {
                 Ok(Spliced::Done) if place.rest == 0 => {
                     if let Some(done) = passing.take() {
                         self.counters.answered(done.api_key, done.sent);
@@ -562,6 +766,53 @@ impl Session {
         }
         self.counters.rewritten(kind);
         Ok(rewritten.pieces)
+    }
+}
+
+/// Where a session's request pump starts: what was read before the broker was dialed (the first
+/// request's header, at least), and the deadline by which that request must be whole.
+#[derive(Default)]
+struct Start {
+    buf: BytesMut,
+    deadline: Option<tokio::time::Instant>,
+}
+
+/// Ends a connection whose client has sent no request, and awaits no answer, for `idle` (between
+/// one and one and a quarter times it). It looks at the connection's request count four times per
+/// period, so a busy connection costs nothing more per request.
+async fn idle_watch(idle: Option<Duration>, counters: &SessionCounters, inflight: &Inflight) -> Closed {
+    let Some(idle) = idle else { return std::future::pending().await };
+    let mut seen = counters.totals().requests;
+    let mut quiet = 0;
+    loop {
+        tokio::time::sleep(idle / 4).await;
+        let requests = counters.totals().requests;
+        if requests != seen || !inflight.is_empty() {
+            (seen, quiet) = (requests, 0);
+            continue;
+        }
+        quiet += 1;
+        if quiet == 4 {
+            tracing::debug!("no request for {idle:?} (access.idle_timeout_secs): closing");
+            return Closed::Idle;
+        }
+    }
+}
+
+/// Puts who is behind a connection into its span, so that every line of it names them.
+fn name_in_span(who: &Admitted) {
+    let span = tracing::Span::current();
+    span.record("client", tracing::field::display(who.client));
+    if let Some(endpoint) = &who.endpoint {
+        span.record("endpoint", tracing::field::display(endpoint));
+    }
+}
+
+/// A port's broker for metric labels: its node id, or None for the bootstrap port.
+fn broker_of(target: Target) -> Option<i32> {
+    match target {
+        Target::Bootstrap => None,
+        Target::Broker(n) => Some(n),
     }
 }
 
@@ -626,6 +877,7 @@ async fn splice_rest(
     buf: &BytesMut,
     place: &mut Place,
     min: usize,
+    stall: Option<Duration>,
 ) -> Result<Spliced, (End, io::Error)> {
     if min == 0 || place.rest < min || !buf.is_empty() {
         return Ok(Spliced::Done);
@@ -633,7 +885,9 @@ async fn splice_rest(
     let sink = to;
     let (Some(from), Some(to)) = (from.socket(), to.socket()) else { return Ok(Spliced::Done) };
     let Some(pipe) = Pipe::take() else { return Ok(Spliced::Done) };
-    match pipe.forward(from, to, place.rest).await {
+    // Boxed: only large frames are spliced, and the splice's state would otherwise be part of
+    // every connection's.
+    match Box::pin(pipe.forward(from, to, place.rest, stall)).await {
         Ok(Moved::All) => {
             sink.moved(std::mem::take(&mut place.rest));
             place.spliced = true;
@@ -721,6 +975,14 @@ pub mod testing {
         counting(limits, names, GroupCounters::new(&crate::metrics::Metrics::new(), "test"))
     }
 
+    /// The same, holding responses within `budget`.
+    pub fn with_budget(limits: Limits, names: Arc<dyn Advertise + Send + Sync>, budget: Arc<Budget>) -> Arc<Group> {
+        let group = counting(limits, names, GroupCounters::off());
+        let mut group = Arc::into_inner(group).expect("not shared yet");
+        group.budget = budget;
+        Arc::new(group)
+    }
+
     /// The same, counting into `counters`.
     pub fn counting(limits: Limits, names: Arc<dyn Advertise + Send + Sync>, counters: GroupCounters) -> Arc<Group> {
         let learner: Weak<dyn Learn> = Weak::<NoLearning>::new();
@@ -739,6 +1001,8 @@ pub mod testing {
             keepalive: None,
             recorder: None,
             counters,
+            access: Arc::new(Gate::new(crate::config::Access::default(), Duration::from_secs(10))),
+            budget: Budget::unlimited(),
         })
     }
 
@@ -752,7 +1016,7 @@ pub mod testing {
     ) -> Result<Closed, SessionError> {
         let session = Session::new(group, Target::Bootstrap, SocketAddr::from(([127, 0, 0, 1], 0)), drain);
         let ((crd, cwr), (brd, bwr)) = (tokio::io::split(client), tokio::io::split(broker));
-        session.pump(crd, cwr, brd, bwr).await
+        session.pump(crd, cwr, brd, bwr, Start::default()).await
     }
 
     /// Runs a session's pumps between a client's and a broker's end of two streams until one ends.
@@ -778,7 +1042,7 @@ pub mod testing {
         let session =
             Session::new(group(limits, names), Target::Bootstrap, SocketAddr::from(([127, 0, 0, 1], 0)), drain);
         let ((crd, cwr), (brd, bwr)) = (Stream::Tcp(client).split(), Stream::Tcp(broker).split());
-        session.pump(crd, cwr, brd, bwr).await
+        session.pump(crd, cwr, brd, bwr, Start::default()).await
     }
 }
 

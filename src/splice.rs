@@ -89,12 +89,20 @@ impl Pipe {
     }
 
     /// Moves exactly `len` bytes from `from` to `to` unless `from` ends first, then goes back to
-    /// the pool. A pipe that fails midway may hold bytes, so it is closed instead.
-    pub async fn forward(self, from: &TcpStream, to: &TcpStream, len: usize) -> Result<Moved, Failed> {
+    /// the pool. A pipe that fails midway may hold bytes, so it is closed instead. With `stall`,
+    /// `from` sending nothing for that long fails the read with `TimedOut` (a client that announced
+    /// a frame and stopped sending it).
+    pub async fn forward(
+        self,
+        from: &TcpStream,
+        to: &TcpStream,
+        len: usize,
+        stall: Option<std::time::Duration>,
+    ) -> Result<Moved, Failed> {
         let mut moved = 0;
         while moved < len {
             let want = (len - moved).min(self.capacity);
-            let held = match fill_pipe(from, &self.write, want).await {
+            let held = match fill_pipe(from, &self.write, want, stall).await {
                 Ok(0) => return Ok(Moved::Ended(moved)),
                 Ok(n) => n,
                 Err(e) if moved == 0 && refused(&e) => {
@@ -129,9 +137,19 @@ impl Pipe {
 
 /// Splices up to `want` bytes from the socket into the (empty) pipe once some have arrived; 0 at
 /// the end of the stream.
-async fn fill_pipe(from: &TcpStream, pipe: &OwnedFd, want: usize) -> io::Result<usize> {
+async fn fill_pipe(
+    from: &TcpStream,
+    pipe: &OwnedFd,
+    want: usize,
+    stall: Option<std::time::Duration>,
+) -> io::Result<usize> {
     loop {
-        from.readable().await?;
+        match stall {
+            Some(limit) => tokio::time::timeout(limit, from.readable())
+                .await
+                .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??,
+            None => from.readable().await?,
+        }
         let into = || splice(from, None, pipe, None, want, SpliceFlags::NONBLOCK).map_err(io::Error::from);
         match from.try_io(Interest::READABLE, into) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,

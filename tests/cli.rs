@@ -65,6 +65,37 @@ fn every_invalid_configuration_exits_2_naming_its_key() {
 }
 
 #[test]
+fn validate_and_check_print_each_groups_access_rules() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/configs/valid/private-link-access.toml");
+    for args in [vec!["validate"], vec!["validate", "--broker", "1"]] {
+        let out = gateway(&[args.as_slice(), &["--config", path.to_str().unwrap()]].concat());
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{stdout}");
+        assert!(
+            stdout.contains(
+                "access tidb: proxy_protocol required; endpoints vpce-0a1b2c3d4e5f67890, azure:1234567, \
+                 psc:9876543210; sources 10.0.0.0/8, 2001:db8::/32, 192.0.2.7/32; max_connections 10000; \
+                 idle_timeout 600s; handshake_timeout 5s"
+            ),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains(
+                "access ops: proxy_protocol off; endpoints any; sources any; max_connections 10; idle_timeout never"
+            ),
+            "{stdout}"
+        );
+    }
+    // check, against a real cluster, prints them under its table.
+    let mock = mock_cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), &aws_toml(&mock.bootstrap_servers(), 19192, ALL_RACKS));
+    let out = gateway(&["check", "--config", path.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("access tidb: proxy_protocol off; endpoints any; sources any; max_connections unlimited; idle_timeout never; handshake_timeout 10s"), "{stdout}");
+}
+
+#[test]
 fn a_missing_file_and_a_bad_environment_value_exit_2() {
     let out = gateway(&["run", "--config", "/nonexistent.toml"]);
     assert_eq!(out.status.code(), Some(2));
@@ -224,14 +255,23 @@ async fn health_asks_readyz_and_check_admin_shows_the_live_topology() {
     assert_eq!((out.status.code(), stdout.trim()), (Some(0), "ok: ready"), "{stdout}");
 
     // Two clients on broker 2's port, one on broker 1's: the live table counts them.
-    let held: Vec<_> =
-        [2, 2, 1].iter().map(|n| std::net::TcpStream::connect(("127.0.0.1", base + n)).unwrap()).collect();
+    // Each sends an ApiVersions request: a client that says nothing is closed at the handshake
+    // deadline.
+    let held: Vec<_> = [2, 2, 1]
+        .iter()
+        .map(|n| {
+            let mut conn = std::net::TcpStream::connect(("127.0.0.1", base + n)).unwrap();
+            std::io::Write::write_all(&mut conn, &[0, 0, 0, 10, 0, 18, 0, 0, 0, 0, 0, 1, 0, 0]).unwrap();
+            conn
+        })
+        .collect();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let stdout = loop {
         let out = gateway(&["check", "--admin", &admin]);
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         assert_eq!(out.status.code(), Some(0), "{stdout}");
-        let connections: Vec<_> = stdout.lines().skip(2).filter_map(|l| l.split_whitespace().nth(7)).collect();
+        let connections: Vec<_> =
+            stdout.lines().filter(|l| l.starts_with("tidb ")).filter_map(|l| l.split_whitespace().nth(7)).collect();
         if connections == ["1", "2", "0"] || std::time::Instant::now() > deadline {
             break stdout;
         }

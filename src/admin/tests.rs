@@ -30,6 +30,7 @@ impl Observe for Stub {
             answered_by: Some("10.0.0.1:9092".into()),
             rows: vec![row(1, Ok("b1.example:9093".into())), row(2, Err("broker 2 has no AZ".into()))],
             problems: vec!["broker 2 has no AZ".into()],
+            access: vec!["access tidb: proxy_protocol required; endpoints any".into()],
         }
     }
 

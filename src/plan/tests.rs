@@ -94,12 +94,12 @@ fn health_follows_readiness_only_where_the_balancer_can_ask_it() {
     let open = format!("{AWS}\n[admin]\nbind = \"0.0.0.0:9644\"\n");
     let plan = build(&open, THREE, options(Cloud::Aws, Format::Cli), None).unwrap();
     assert_eq!(plan.health, Health::Http { port: 9644 });
-    let mut opts = options(Cloud::Aws, Format::Cli);
-    opts.proxy_protocol = true;
-    let plan = build(&open, THREE, opts.clone(), None).unwrap();
+    // PROXY protocol on (from the config): AWS's and Azure's health checks would carry a header too.
+    let proxied = open.replace("[admin]", "[listeners.tidb.access]\nproxy_protocol = \"required\"\n[admin]");
+    let plan = build(&proxied, THREE, options(Cloud::Aws, Format::Cli), None).unwrap();
+    assert!(plan.options.proxy_protocol);
     assert_eq!(plan.health, Health::Tcp, "{}", plan.health_note);
-    opts.cloud = Cloud::Gcp;
-    let plan = build(&open, THREE, opts, None).unwrap();
+    let plan = build(&proxied, THREE, options(Cloud::Gcp, Format::Cli), None).unwrap();
     assert_eq!(plan.health, Health::Http { port: 9644 }, "GCP's probers do not pass the attachment");
 }
 
@@ -114,4 +114,24 @@ fn two_groups_that_would_share_resource_names_are_refused() {
         err,
         "listeners.tidb_a: the group's name gives the same resource names as listener group tidb-a (kafka-gateway-tidb-a)"
     );
+}
+
+#[test]
+fn the_load_balancer_sends_proxy_headers_exactly_when_the_groups_read_them() {
+    let mut flag = options(Cloud::Aws, Format::Cli);
+    flag.proxy_protocol = true;
+    let err = build(AWS, THREE, flag.clone(), None).unwrap_err();
+    assert!(err.to_string().starts_with("listeners.tidb.access.proxy_protocol is \"off\""), "{err}");
+
+    let required = format!("{AWS}[listeners.tidb.access]\nproxy_protocol = \"required\"\n");
+    for opts in [flag, options(Cloud::Aws, Format::Cli)] {
+        let plan = build(&required, THREE, opts, None).unwrap();
+        assert!(plan.options.proxy_protocol);
+        assert!(plan.render().contains("proxy_protocol_v2.enabled,Value=true"));
+    }
+
+    let mixed =
+        format!("{required}[listeners.other]\nbroker_port_base = 9192\nadvertised = \"o{{node_id}}.x:{{port}}\"\n");
+    let err = build(&mixed, THREE, options(Cloud::Aws, Format::Cli), None).unwrap_err();
+    assert!(err.to_string().starts_with("listeners.tidb.access.proxy_protocol is \"required\""), "{err}");
 }

@@ -101,12 +101,15 @@ fn the_gateways_runtime_wakes_for_bytes_on_a_session_socket() {
         keepalive: None,
         recorder: None,
         counters: Default::default(),
+        access: Arc::new(crate::access::Gate::new(Default::default(), LONG)),
+        budget: crate::budget::Budget::unlimited(),
     });
     let _session = runtime.spawn(async move {
         let accepted = tokio::net::TcpStream::from_std(accepted).unwrap();
         Session::new(group, Target::Bootstrap, peer, Default::default()).serve(accepted).await
     });
-    let (mut broker, _) = broker.accept().unwrap();
+    // The gateway dials the broker when the first request arrives.
+    let mut dialed = None;
     // The poll does not watch a connect completing (a socket becoming writable), so the first
     // exchange may wait for the window; after it, every byte must be seen at once.
     for round in 0..3 {
@@ -116,6 +119,7 @@ fn the_gateways_runtime_wakes_for_bytes_on_a_session_socket() {
         std::thread::sleep(Duration::from_millis(200));
         let started = Instant::now();
         client.write_all(&request).unwrap();
+        let broker = dialed.get_or_insert_with(|| broker.accept().unwrap().0);
         let mut got = [0; 14];
         broker.read_exact(&mut got).unwrap();
         let request_took = started.elapsed();

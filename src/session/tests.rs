@@ -515,3 +515,57 @@ async fn a_response_nobody_asked_for_is_dropped_and_the_next_one_passes() {
     assert_eq!(read_exactly(&mut r.client, answer.len()).await, answer, "only the answer the client waits for");
     assert!(!r.proxy.is_finished());
 }
+
+/// A Metadata v12 answer of about `size` bytes (the bytes after its last field pass through a
+/// rewrite as they are).
+fn large_metadata(correlation_id: i32, size: usize) -> Vec<u8> {
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let mut metadata = rewrite::encode(&header, &MetadataResponse::default(), 12, &[]).unwrap().to_vec();
+    metadata.extend(std::iter::repeat_n(9u8, size));
+    let len = (metadata.len() - 4) as i32;
+    metadata[..4].copy_from_slice(&len.to_be_bytes());
+    metadata
+}
+
+#[tokio::test]
+async fn a_spent_budget_makes_the_next_answer_wait_and_a_client_that_stops_reading_gives_it_back() {
+    use crate::budget::Budget;
+    let budget = Budget::new(1 << 20, std::time::Duration::from_millis(300));
+    let limits = Limits { request: 1 << 20, response: 4 << 20, splice_min: 0 };
+    let group = super::testing::with_budget(limits, Arc::new(Fake), Arc::clone(&budget));
+    let session = |group: Arc<Group>| {
+        let (client, client_side) = duplex(64 * 1024);
+        let (broker, broker_side) = duplex(64 * 1024);
+        (
+            client,
+            broker,
+            tokio::spawn(super::testing::proxy_in(group, client_side, broker_side, CancellationToken::new())),
+        )
+    };
+    // A asks for Metadata and never reads its 600 KiB answer: it holds 600 KiB of the 1 MiB.
+    let (mut a_client, mut a_broker, a) = session(Arc::clone(&group));
+    let ask = request(3, 12, 1, &[]);
+    a_client.write_all(&ask).await.unwrap();
+    read_exactly(&mut a_broker, ask.len()).await;
+    let a_answer = large_metadata(1, 600 << 10);
+    let a_writer = tokio::spawn(async move { a_broker.write_all(&a_answer).await.map(|_| a_broker) });
+    while budget.available() == 1 << 20 {
+        tokio::task::yield_now().await;
+    }
+    // B's 600 KiB answer does not fit beside it: B reads no further from its broker and waits.
+    let (mut b_client, mut b_broker, b) = session(group);
+    b_client.write_all(&ask).await.unwrap();
+    read_exactly(&mut b_broker, ask.len()).await;
+    let b_answer = large_metadata(1, 600 << 10);
+    let expected = b_answer.len();
+    let b_writer = tokio::spawn(async move { b_broker.write_all(&b_answer).await.map(|_| b_broker) });
+    // A is closed once it has held its share for held_wait without its client reading; then B's
+    // answer is held, rewritten and read whole by its client: nothing lost, nothing failed.
+    let err = a.await.unwrap().unwrap_err();
+    assert!(matches!(err, SessionError::SlowReader { bytes, .. } if bytes > 600 << 10), "{err}");
+    assert_eq!(err.side(), Side::Client);
+    let got = read_exactly(&mut b_client, expected).await;
+    assert_eq!(got.len(), expected);
+    assert_eq!(budget.available(), 1 << 20, "every byte of the budget is back");
+    drop((a_writer, b_writer, b, a_client));
+}

@@ -32,7 +32,7 @@ async fn moves_exactly_what_is_asked_and_leaves_the_rest() {
     });
     let before = bytes_moved();
     let pipe = Pipe::take().expect("a pipe");
-    let (moved, received) = tokio::join!(pipe.forward(&from, &to, len), async {
+    let (moved, received) = tokio::join!(pipe.forward(&from, &to, len, None), async {
         let mut got = vec![0; len];
         receiver.read_exact(&mut got).await.unwrap();
         got
@@ -52,7 +52,7 @@ async fn a_source_that_closes_early_says_how_far_it_got() {
     let ((mut sender, from), (to, mut receiver)) = (connected().await, connected().await);
     sender.write_all(&pattern(50_000)).await.unwrap();
     drop(sender);
-    let moved = Pipe::take().expect("a pipe").forward(&from, &to, 80_000).await.unwrap();
+    let moved = Pipe::take().expect("a pipe").forward(&from, &to, 80_000, None).await.unwrap();
     assert_eq!(moved, Moved::Ended(50_000));
     let mut got = vec![0; 50_000];
     receiver.read_exact(&mut got).await.unwrap();

@@ -65,11 +65,11 @@ def run(args, **kw):
     return out.stdout
 
 
-def config_file(tmp, cloud):
-    path = os.path.join(tmp, f"{cloud}.toml")
+def config_file(tmp, cloud, access=""):
+    path = os.path.join(tmp, f"{cloud}{'-access' if access else ''}.toml")
     with open(path, "w") as f:
         f.write('[upstream]\nbootstrap_servers = ["10.0.0.11:9092"]\n[listeners.tidb]\n'
-                'bootstrap_port = 9092\nbroker_port_base = 9092\n' + CONFIGS[cloud] +
+                'bootstrap_port = 9092\nbroker_port_base = 9092\n' + CONFIGS[cloud] + access +
                 '[admin]\nbind = "0.0.0.0:9644"\n')
     return path
 
@@ -82,7 +82,8 @@ def validate(binary, config, brokers):
     rows = []
     for line in run(args).splitlines()[1:]:
         cells = line.split()
-        if line.startswith("ok:") or not cells:
+        # The table's rows; `ok:` ends it, and each group's `access` line follows it.
+        if line.startswith(("ok:", "access ")) or not cells:
             continue
         rows.append((int(cells[1]), cells[5], int(cells[6].rsplit(":", 1)[1])))
     if len(rows) != len(brokers):
@@ -280,8 +281,14 @@ def main(binary):
             if dns_names(tf) != advertised:
                 fail(f"{cloud} terraform: DNS names {dns_names(tf)} != validate's {advertised}")
 
-            # PROXY protocol v2 on: every rule (AWS target groups), the PLS, the attachment.
-            out, calls = run_script(tmp, plan(binary, config, cloud, "cli", BROKERS, "--proxy-protocol"), {})
+            # PROXY protocol v2 on: every rule (AWS target groups), the PLS, the attachment, because
+            # the group requires it; asking for it where the group does not read it is refused.
+            refused = subprocess.run([binary, "plan", "--config", config, "--for", cloud, "--proxy-protocol"]
+                                     + [a for b in BROKERS for a in ("--broker", b)], capture_output=True, text=True)
+            if refused.returncode == 0 or "listeners.tidb.access.proxy_protocol" not in refused.stderr:
+                fail(f"{cloud}: --proxy-protocol without proxy_protocol = \"required\" was not refused: {refused.stderr}")
+            config = config_file(tmp, cloud, '[listeners.tidb.access]\nproxy_protocol = "required"\n')
+            out, calls = run_script(tmp, plan(binary, config, cloud, "cli", BROKERS), {})
             if out.returncode != 0:
                 fail(f"{cloud}: the --proxy-protocol CLI plan failed under sh:\n{out.stdout}{out.stderr}")
             if cloud == "aws":
@@ -295,6 +302,7 @@ def main(binary):
             elif not any(c[1:4] == ["compute", "service-attachments", "create"] and "--enable-proxy-protocol" in c for c in calls):
                 fail("gcp: the service attachment does not turn PROXY protocol on")
             tf_proxy = plan(binary, config, cloud, "terraform", BROKERS, "--proxy-protocol")
+            config = config_file(tmp, cloud)
             attr = {"aws": "proxy_protocol_v2", "azure": "enable_proxy_protocol", "gcp": "enable_proxy_protocol"}[cloud]
             values = [b[attr] for block in hcl2.loads(tf_proxy)["resource"] for named in block.values()
                       for b in named.values() if attr in b]

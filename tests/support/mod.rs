@@ -26,6 +26,7 @@ pub const AWS_NAMES: [&str; 3] = [
     "b3.usw2-az3.unique_name.aws.plc.tidbcloud.com",
 ];
 
+pub mod process;
 pub mod sasl;
 pub mod tls;
 
