@@ -51,14 +51,22 @@ fn only_one_thread_polls_at_a_time() {
     let poll = BusyPoll::new(LONG).unwrap();
     let (watched, mut writer) = pair();
     poll.watch(&watched);
+    let written = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|s| {
-        let first = s.spawn(|| poll.wait());
+        // Waits again until the byte is written: a wait that found the lock held by this thread's
+        // probe below returned at once, and a lone wait would leave the probe spinning for ever.
+        let first = s.spawn(|| {
+            while !written.load(std::sync::atomic::Ordering::Acquire) {
+                poll.wait();
+            }
+        });
         while poll.poll.try_lock().is_ok() {
             std::thread::yield_now();
         }
         let started = Instant::now();
         poll.wait();
         assert!(started.elapsed() < LONG / 2, "the second waited {:?}", started.elapsed());
+        written.store(true, std::sync::atomic::Ordering::Release);
         writer.write_all(b"x").unwrap();
         first.join().unwrap();
     });
