@@ -172,6 +172,8 @@ struct Path {
     /// mock brokers), and by the whole machine, and the bytes moved.
     cpu: Duration,
     client_and_brokers_cpu: Duration,
+    /// With `--tls`: stunnel's CPU in the same phases (the brokers' TLS, on the TLS paths).
+    stunnel_cpu: Duration,
     machine_cpu: Duration,
     bytes: u64,
     /// Context switches of the proxy's threads in the bulk phases: each is a wake-up or a preemption.
@@ -201,6 +203,7 @@ impl Path {
             latency_requests: 0,
             cpu: Duration::ZERO,
             client_and_brokers_cpu: Duration::ZERO,
+            stunnel_cpu: Duration::ZERO,
             machine_cpu: Duration::ZERO,
             bytes: 0,
             switches: 0,
@@ -329,6 +332,8 @@ fn main() {
         let stunnel = Proxy::stunnel(&pki, &brokers);
         (pki, stunnel)
     });
+    let stunnel_pid = tls.as_ref().map(|(_, stunnel)| stunnel.child.id());
+    let stunnel_usage = || stunnel_pid.map_or(Duration::ZERO, |pid| usage_of(pid).cpu);
     let stunnel_ports = ports_from(STUNNEL_PORT_BASE);
     let stunnel_brokers: Vec<String> = stunnel_ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
     let mut paths = Vec::new();
@@ -403,7 +408,7 @@ fn main() {
             let client = path.client_config();
             let topic = path.topic();
             let (proxy_before, own_before) = (path.proxy_usage(), usage_of(std::process::id()));
-            let machine_before = machine_cpu();
+            let (machine_before, stunnel_before) = (machine_cpu(), stunnel_usage());
             let switches_before = path.proxy_switches();
             let produce = produce_throughput(&client, &topic, args.messages);
             let consume = consume_throughput(&client, &topic, args.messages);
@@ -412,6 +417,7 @@ fn main() {
             path.faults += proxy_after.faults - proxy_before.faults;
             path.client_and_brokers_cpu += usage_of(std::process::id()).cpu - own_before.cpu;
             path.machine_cpu += machine_cpu() - machine_before;
+            path.stunnel_cpu += stunnel_usage() - stunnel_before;
             path.switches += path.proxy_switches() - switches_before;
             path.bytes += 2 * (args.messages * MESSAGE) as u64;
             println!("round {round} {:<12} produce {produce:7.1} MB/s  consume {consume:7.1} MB/s", path.name);
@@ -935,6 +941,9 @@ fn report(paths: &[Path]) {
     row("proxy minor page faults per MB", &|path| measured_proxy(path).then(|| per_mb(path.faults, path)));
     row("client+brokers CPU s/GB, same phases", &|path| {
         (path.bytes > 0).then(|| per_gb(path.client_and_brokers_cpu, path))
+    });
+    row("stunnel CPU s/GB, same phases", &|path| {
+        (path.tls_ca.is_some() && path.bytes > 0).then(|| per_gb(path.stunnel_cpu, path))
     });
     // Everything, kernel workers included: where an in-kernel relay's work is counted.
     row("machine CPU s/GB, same phases", &|path| (path.bytes > 0).then(|| per_gb(path.machine_cpu, path)));
