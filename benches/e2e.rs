@@ -4,7 +4,7 @@
 //! Kafka proxy, taken in turn in one run.
 //!
 //! `scripts/bench` (or `cargo bench --bench e2e -- [--rounds N] [--messages N] [--latency N]
-//! [--other-proxy COMMAND]`)
+//! [--other-proxy COMMAND] [--tls]`)
 //!
 //! Reports medians over the rounds: produce and consume throughput (MB/s, ratio to direct), the
 //! latency of small acks=1 Produce requests sent one at a time (p50/p99/p999, and the difference to
@@ -12,6 +12,11 @@
 //! user-space proxy on the machine, and an in-kernel BPF sockmap relay, the floor of any proxy),
 //! the throughput of pipelined Produce requests on one connection, each proxy's CPU seconds per GB
 //! moved in the bulk phases, and its peak RSS.
+//!
+//! With `--tls`, the comparison of TLS instead (benches/README.md, "TLS on both sides"): direct TLS
+//! (stunnel, OpenSSL, in front of each mock broker, which advertises stunnel's ports), the gateway
+//! with TLS on both sides (clients to it, it to stunnel), the plaintext gateway and plaintext
+//! direct beside them, and `--other-proxy` with TLS on both sides.
 
 use std::io::Write as _;
 use std::process::{Child, Command, Stdio};
@@ -22,6 +27,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use clap::Parser;
 use hdrhistogram::Histogram;
 use kafka_gateway::broker::HostPort;
+use kafka_gateway::config::ClientTls;
+use kafka_gateway::stream::Stream;
+use kafka_gateway::tls::Connector;
 use kafka_gateway::upstream::{Connection, Link};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, RequestHeader, TopicName, produce_request};
 use kafka_protocol::protocol::{Encodable, StrBytes};
@@ -36,6 +44,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[path = "e2e/busy_poll.rs"]
 mod busy_poll;
+#[path = "e2e/pki.rs"]
+mod pki;
 #[path = "e2e/relays.rs"]
 mod relays;
 
@@ -63,6 +73,12 @@ struct Args {
     /// (kafka-proxy) refuse; 8 lets them take part.
     #[arg(long, value_name = "VERSION")]
     metadata_max_version: Option<i16>,
+    /// Compare TLS paths instead: direct TLS (stunnel before each broker), the gateway with TLS on
+    /// both sides, plaintext direct and the plaintext gateway, and `--other-proxy` with TLS on both
+    /// sides, in whose command {broker1}..{broker3} are then stunnel's addresses and {tls_cert},
+    /// {tls_key} and {tls_ca} the run's certificate, key and CA (PEM files). The relays sit out.
+    #[arg(long)]
+    tls: bool,
     /// Paths to leave out of the run, comma-separated: for a quicker side-by-side, or a profile of
     /// one path beside direct.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "PATHS")]
@@ -113,6 +129,9 @@ const SOCKMAP_PORT_BASE: u16 = 29_490;
 const PORT_BASE: u16 = 29_500;
 /// The other proxy's port for broker N is OTHER_PORT_BASE + N (scripts/test's smoke run names it).
 const OTHER_PORT_BASE: u16 = 29_600;
+/// With `--tls`: stunnel's TLS port before broker N, and the TLS gateway's port for broker N.
+const STUNNEL_PORT_BASE: u16 = 29_470;
+const TLS_PORT_BASE: u16 = 29_520;
 /// The gateway's admin endpoint: its metrics count as in production (a second gateway given as
 /// `--other-proxy … --set admin.bind=` runs with them off, for the comparison).
 const ADMIN_PORT: u16 = 29_700;
@@ -132,8 +151,10 @@ struct Path {
     advertised: Vec<u16>,
     /// Where the latency and pipelined requests go: broker 1, by this path.
     broker_1: HostPort,
-    /// The proxy's process, whose CPU and memory are reported; `None` for the direct path.
+    /// The proxy's process, whose CPU and memory are reported; `None` for the direct paths.
     proxy: Option<Proxy>,
+    /// The CA clients check this path's TLS certificates against; `None`: the path is plaintext.
+    tls_ca: Option<std::path::PathBuf>,
     produce: Vec<f64>,
     consume: Vec<f64>,
     pipelined: Vec<f64>,
@@ -151,6 +172,8 @@ struct Path {
     /// mock brokers), and by the whole machine, and the bytes moved.
     cpu: Duration,
     client_and_brokers_cpu: Duration,
+    /// With `--tls`: stunnel's CPU in the same phases (the brokers' TLS, on the TLS paths).
+    stunnel_cpu: Duration,
     machine_cpu: Duration,
     bytes: u64,
     /// Context switches of the proxy's threads in the bulk phases: each is a wake-up or a preemption.
@@ -168,6 +191,7 @@ impl Path {
             advertised: advertised.to_vec(),
             broker_1: loopback(ports[0]),
             proxy,
+            tls_ca: None,
             produce: Vec::new(),
             consume: Vec::new(),
             pipelined: Vec::new(),
@@ -179,6 +203,7 @@ impl Path {
             latency_requests: 0,
             cpu: Duration::ZERO,
             client_and_brokers_cpu: Duration::ZERO,
+            stunnel_cpu: Duration::ZERO,
             machine_cpu: Duration::ZERO,
             bytes: 0,
             switches: 0,
@@ -193,6 +218,38 @@ impl Path {
 
     fn proxy_usage(&self) -> Usage {
         self.proxy.as_ref().map_or(Usage::default(), |proxy| usage_of(proxy.child.id()))
+    }
+
+    /// The same path over TLS, its certificates checked against `ca`.
+    fn tls(mut self, ca: &std::path::Path) -> Self {
+        self.tls_ca = Some(ca.to_owned());
+        self
+    }
+
+    /// How the raw phases reach broker 1: plain TCP, or TLS checked against the path's CA.
+    fn link(&self) -> Link {
+        let mut link = Link::plain(Duration::from_secs(10));
+        if let Some(ca) = &self.tls_ca {
+            let files = ClientTls {
+                ca: Some(ca.clone()),
+                cert: None,
+                key: None,
+                server_name: None,
+                insecure_skip_verify: false,
+            };
+            link.tls = Some(std::sync::Arc::new(Connector::load(&files).unwrap()));
+        }
+        link
+    }
+
+    /// librdkafka's settings for this path: TLS checking the path's CA, or none.
+    fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.bootstrap);
+        if let Some(ca) = &self.tls_ca {
+            config.set("security.protocol", "SSL").set("ssl.ca.location", ca.to_str().unwrap());
+        }
+        config
     }
 
     fn proxy_switches(&self) -> u64 {
@@ -268,8 +325,29 @@ fn main() {
             args.poll_secs,
         );
     }
-    let mut paths = vec![Path::new("direct", &broker_ports, None, &broker_ports)];
-    if !skip(Skippable::Relay) {
+    // With --tls: the run's certificates, and stunnel terminating TLS before each broker (its
+    // process lives as long as `_stunnel`; its CPU counts with the machine's).
+    let tls = args.tls.then(|| {
+        let pki = pki::Pki::new();
+        let stunnel = Proxy::stunnel(&pki, &brokers);
+        (pki, stunnel)
+    });
+    let stunnel_pid = tls.as_ref().map(|(_, stunnel)| stunnel.child.id());
+    let stunnel_usage = || stunnel_pid.map_or(Duration::ZERO, |pid| usage_of(pid).cpu);
+    let stunnel_ports = ports_from(STUNNEL_PORT_BASE);
+    let stunnel_brokers: Vec<String> = stunnel_ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let mut paths = Vec::new();
+    if let Some((pki, _)) = &tls {
+        paths.push(Path::new("direct-tls", &stunnel_ports, None, &stunnel_ports).tls(&pki.ca));
+        // The TLS gateway learns the brokers from the Metadata its clients get, which names
+        // stunnel's ports during its turns.
+        advertise(&owner, &stunnel_ports);
+        let proxy = Proxy::tls_gateway(&stunnel_brokers[0], pki);
+        paths.push(Path::new("gateway-tls", &ports_from(TLS_PORT_BASE), Some(proxy), &stunnel_ports).tls(&pki.ca));
+        advertise(&owner, &broker_ports);
+    }
+    paths.push(Path::new("direct", &broker_ports, None, &broker_ports));
+    if !skip(Skippable::Relay) && tls.is_none() {
         let ports = ports_from(RELAY_PORT_BASE);
         let proxy = Proxy::relay("--relay", RELAY_PORT_BASE, &brokers).unwrap();
         paths.push(Path::new("relay", &ports, Some(proxy), &ports));
@@ -279,7 +357,7 @@ fn main() {
         paths.push(Path::new("gateway", &ports_from(PORT_BASE), Some(proxy), &broker_ports));
     }
     // BPF needs CAP_BPF and CAP_NET_ADMIN; without them the run goes on without this floor.
-    if !skip(Skippable::Sockmap) {
+    if !skip(Skippable::Sockmap) && tls.is_none() {
         match Proxy::relay("--sockmap-relay", SOCKMAP_PORT_BASE, &brokers) {
             Ok(proxy) => {
                 let ports = ports_from(SOCKMAP_PORT_BASE);
@@ -289,8 +367,19 @@ fn main() {
         }
     }
     if let Some(command) = &args.other_proxy {
-        let proxy = Proxy::other(command, &brokers);
-        paths.push(Path::new(&args.other_name, &ports_from(OTHER_PORT_BASE), Some(proxy), &broker_ports));
+        let ports = ports_from(OTHER_PORT_BASE);
+        match &tls {
+            Some((pki, _)) => {
+                let stunnel_brokers: Vec<&str> = stunnel_brokers.iter().map(String::as_str).collect();
+                let proxy = Proxy::other(command, &stunnel_brokers, Some(pki));
+                let name = format!("{}-tls", args.other_name);
+                paths.push(Path::new(&name, &ports, Some(proxy), &stunnel_ports).tls(&pki.ca));
+            }
+            None => {
+                let proxy = Proxy::other(command, &brokers, None);
+                paths.push(Path::new(&args.other_name, &ports, Some(proxy), &broker_ports));
+            }
+        }
     }
     // One topic per path for the bulk phases and one for the raw phases, made once: the mock
     // keeps what is produced (up to 5 MiB per partition), so a topic per round would grow this
@@ -316,18 +405,19 @@ fn main() {
         for &i in &order {
             let path = &mut paths[i];
             advertise(&owner, &path.advertised);
-            let bootstrap = path.bootstrap.clone();
+            let client = path.client_config();
             let topic = path.topic();
             let (proxy_before, own_before) = (path.proxy_usage(), usage_of(std::process::id()));
-            let machine_before = machine_cpu();
+            let (machine_before, stunnel_before) = (machine_cpu(), stunnel_usage());
             let switches_before = path.proxy_switches();
-            let produce = produce_throughput(&bootstrap, &topic, args.messages);
-            let consume = consume_throughput(&bootstrap, &topic, args.messages);
+            let produce = produce_throughput(&client, &topic, args.messages);
+            let consume = consume_throughput(&client, &topic, args.messages);
             let proxy_after = path.proxy_usage();
             path.cpu += proxy_after.cpu - proxy_before.cpu;
             path.faults += proxy_after.faults - proxy_before.faults;
             path.client_and_brokers_cpu += usage_of(std::process::id()).cpu - own_before.cpu;
             path.machine_cpu += machine_cpu() - machine_before;
+            path.stunnel_cpu += stunnel_usage() - stunnel_before;
             path.switches += path.proxy_switches() - switches_before;
             path.bytes += 2 * (args.messages * MESSAGE) as u64;
             println!("round {round} {:<12} produce {produce:7.1} MB/s  consume {consume:7.1} MB/s", path.name);
@@ -341,7 +431,7 @@ fn main() {
         for &i in &order {
             let path = &mut paths[i];
             let (proxy_before, machine_before) = (path.proxy_usage(), machine_cpu());
-            let histogram = runtime.block_on(produce_latency(&path.broker_1, topic, args.latency));
+            let histogram = runtime.block_on(produce_latency(&path.broker_1, &path.link(), topic, args.latency));
             path.latency_proxy_cpu += path.proxy_usage().cpu - proxy_before.cpu;
             path.latency_machine_cpu += machine_cpu() - machine_before;
             path.latency_requests += (args.latency + args.latency / 10) as u64;
@@ -358,7 +448,8 @@ fn main() {
         for &i in &order {
             let path = &mut paths[i];
             let machine_before = machine_cpu();
-            let (bytes, rate) = runtime.block_on(produce_pipelined(&path.broker_1, topic, args.messages * MESSAGE));
+            let (bytes, rate) =
+                runtime.block_on(produce_pipelined(&path.broker_1, &path.link(), topic, args.messages * MESSAGE));
             path.pipelined_machine_cpu += machine_cpu() - machine_before;
             path.pipelined_bytes += bytes;
             line += &format!("  {} {rate:.1}", path.name);
@@ -429,6 +520,29 @@ impl Proxy {
 
     /// The same, with more arguments (`--set KEY=VALUE`).
     fn gateway_with(upstream: &str, extra: &[&str]) -> Self {
+        Self::gateway_at(upstream, PORT_BASE, ADMIN_PORT, "", "", extra)
+    }
+
+    /// The gateway with TLS on both sides, broker N on TLS_PORT_BASE + N: its clients' TLS ends
+    /// at it, and it reaches the brokers through stunnel (`upstream`), checking stunnel's
+    /// certificate against the run's CA.
+    fn tls_gateway(upstream: &str, pki: &pki::Pki) -> Self {
+        let upstream_tls = format!("[upstream.tls]\nca = \"{}\"\n", pki.ca.display());
+        let listener_tls =
+            format!("[listeners.bench.tls]\ncert = \"{}\"\nkey = \"{}\"\n", pki.cert.display(), pki.key.display());
+        Self::gateway_at(upstream, TLS_PORT_BASE, ADMIN_PORT + 1, &upstream_tls, &listener_tls, &[])
+    }
+
+    /// The gateway with broker N on `port_base` + N, `upstream_extra` and `listener_extra` (TOML
+    /// tables) after `[upstream]` and `[listeners.bench]`.
+    fn gateway_at(
+        upstream: &str,
+        port_base: u16,
+        admin_port: u16,
+        upstream_extra: &str,
+        listener_extra: &str,
+        extra: &[&str],
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("gateway.toml");
         // The in-process client resolves no names: the gateway advertises its own address. The
@@ -437,17 +551,36 @@ impl Proxy {
         std::fs::write(
             &config,
             format!(
-                "[upstream]\nbootstrap_servers = \"{upstream}\"\nmetadata_refresh_secs = 3600\n[listeners.bench]\nbind = \"127.0.0.1\"\n\
-                 bootstrap_port = {PORT_BASE}\nbroker_port_base = {PORT_BASE}\nadvertised = \"127.0.0.1:{{port}}\"\n\
-                 [admin]\nbind = \"127.0.0.1:{ADMIN_PORT}\"\n"
+                "[upstream]\nbootstrap_servers = \"{upstream}\"\nmetadata_refresh_secs = 3600\n{upstream_extra}\
+                 [listeners.bench]\nbind = \"127.0.0.1\"\nbootstrap_port = {port_base}\nbroker_port_base = {port_base}\n\
+                 advertised = \"127.0.0.1:{{port}}\"\n{listener_extra}[admin]\nbind = \"127.0.0.1:{admin_port}\"\n"
             ),
         )
         .unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_kafka-gateway"));
         command.args(["run", "--config"]).arg(&config).args(extra).env("RUST_LOG", "warn");
-        let mut proxy = Self::spawn("the gateway", command, &ports_from(PORT_BASE));
+        let mut proxy = Self::spawn("the gateway", command, &ports_from(port_base));
         proxy.config_dir = Some(dir);
         proxy
+    }
+
+    /// stunnel (Debian's stunnel4, OpenSSL) presenting the run's certificate on STUNNEL_PORT_BASE + N
+    /// and forwarding in plaintext to broker N: the cluster's TLS listeners.
+    fn stunnel(pki: &pki::Pki, brokers: &[&str]) -> Self {
+        let mut conf = String::from("foreground = yes\npid =\ndebug = 3\n");
+        for (n, (port, broker)) in ports_from(STUNNEL_PORT_BASE).iter().zip(brokers).enumerate() {
+            conf += &format!(
+                "[broker{}]\naccept = 127.0.0.1:{port}\nconnect = {broker}\ncert = {}\nkey = {}\n",
+                n + 1,
+                pki.cert.display(),
+                pki.key.display()
+            );
+        }
+        let path = pki.dir.path().join("stunnel.conf");
+        std::fs::write(&path, conf).unwrap();
+        let mut command = Command::new("stunnel4");
+        command.arg(&path).stderr(Stdio::null());
+        Self::spawn("stunnel4 (apt-get install stunnel4)", command, &ports_from(STUNNEL_PORT_BASE))
     }
 
     /// This bench binary as one of the relays (`flag`), broker N on `port_base` + N.
@@ -463,8 +596,15 @@ impl Proxy {
 
     /// The `--other-proxy` command, its placeholders filled in, run by `sh` with `exec` so that the
     /// measured process is the proxy itself.
-    fn other(template: &str, brokers: &[&str]) -> Self {
+    /// With `pki` (a `--tls` run), {tls_cert}, {tls_key} and {tls_ca} are its files.
+    fn other(template: &str, brokers: &[&str], pki: Option<&pki::Pki>) -> Self {
         let mut script = template.to_owned();
+        if let Some(pki) = pki {
+            script = script
+                .replace("{tls_cert}", pki.cert.to_str().unwrap())
+                .replace("{tls_key}", pki.key.to_str().unwrap())
+                .replace("{tls_ca}", pki.ca.to_str().unwrap());
+        }
         let ports = ports_from(OTHER_PORT_BASE);
         for (n, (port, broker)) in ports.iter().zip(brokers).enumerate() {
             script = script.replace(&format!("{{broker{}}}", n + 1), broker);
@@ -521,9 +661,9 @@ impl Drop for Proxy {
 }
 
 /// Produces `n` 1 KB messages with acks=1; MB/s from the first send to the last delivery.
-fn produce_throughput(bootstrap: &str, topic: &str, n: usize) -> f64 {
-    let producer: ThreadedProducer<Deliveries> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+fn produce_throughput(client: &ClientConfig, topic: &str, n: usize) -> f64 {
+    let producer: ThreadedProducer<Deliveries> = client
+        .clone()
         .set("acks", "1")
         .set("enable.idempotence", "false")
         .set("linger.ms", "5")
@@ -584,13 +724,9 @@ impl rdkafka::producer::ProducerContext for Deliveries {
 /// every path (librdkafka retries an offset query it cannot finish yet after 500 ms), so each
 /// phase began with the same half second of waiting, and 100 MB that took 100 ms to move were
 /// timed as 600.
-fn consume_throughput(bootstrap: &str, topic: &str, n: usize) -> f64 {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("bench-{topic}"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
+fn consume_throughput(client: &ClientConfig, topic: &str, n: usize) -> f64 {
+    let consumer: BaseConsumer =
+        client.clone().set("group.id", format!("bench-{topic}")).set("enable.auto.commit", "false").create().unwrap();
     let mut assignment = TopicPartitionList::new();
     for p in 0..PARTITIONS {
         let (low, _) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).unwrap();
@@ -659,7 +795,7 @@ fn record(offset: i64, value: Bytes) -> Record {
 /// records, written back to back while the responses are read, so that only the path limits the
 /// rate. Unlike the librdkafka phases, the relays can carry this too: they mark the throughput
 /// floor of a proxy, as the latency phase marks the latency floor.
-async fn produce_pipelined(broker_1: &HostPort, topic: &str, bytes: usize) -> (u64, f64) {
+async fn produce_pipelined(broker_1: &HostPort, link: &Link, topic: &str, bytes: usize) -> (u64, f64) {
     let value = Bytes::from(vec![b'b'; MESSAGE]);
     let batch: Vec<Record> = (0..256).map(|i| record(i, value.clone())).collect();
     let request = produce_request(topic, &batch);
@@ -677,15 +813,35 @@ async fn produce_pipelined(broker_1: &HostPort, topic: &str, bytes: usize) -> (u
     frame[..4].copy_from_slice(&size.to_be_bytes());
     let n = bytes.div_ceil(frame.len());
 
-    let stream = tokio::net::TcpStream::connect((broker_1.host.as_str(), broker_1.port)).await.unwrap();
+    let stream = link.connect(broker_1).await.unwrap();
     tokio::time::sleep(JOIN_PAUSE).await;
-    stream.set_nodelay(true).unwrap();
-    let (mut rd, mut wr) = stream.into_split();
+    stream.tcp().set_nodelay(true).unwrap();
+    match stream {
+        // TCP's halves are independent; a TLS stream's two directions share its state.
+        Stream::Tcp(tcp) => {
+            let (rd, wr) = tcp.into_split();
+            pipeline(rd, wr, &frame, n).await
+        }
+        tls => {
+            let (rd, wr) = tokio::io::split(tls);
+            pipeline(rd, wr, &frame, n).await
+        }
+    }
+}
+
+/// Writes `frame` `n` times while reading the `n` responses; the bytes moved and MB/s.
+async fn pipeline(
+    mut rd: impl tokio::io::AsyncRead + Unpin,
+    mut wr: impl tokio::io::AsyncWrite + Unpin,
+    frame: &[u8],
+    n: usize,
+) -> (u64, f64) {
     let start = Instant::now();
     let writer = async {
         for _ in 0..n {
-            wr.write_all(&frame).await.unwrap();
+            wr.write_all(frame).await.unwrap();
         }
+        wr.flush().await.unwrap();
     };
     let reader = async {
         let mut response = Vec::new();
@@ -702,10 +858,10 @@ async fn produce_pipelined(broker_1: &HostPort, topic: &str, bytes: usize) -> (u
 
 /// Sends `n` small acks=1 Produce requests one at a time (v9: a frame the gateway streams) and
 /// records each round trip.
-async fn produce_latency(broker_1: &HostPort, topic: &str, n: usize) -> Histogram<u64> {
+async fn produce_latency(broker_1: &HostPort, link: &Link, topic: &str, n: usize) -> Histogram<u64> {
     let record = record(0, Bytes::from_static(&[b'l'; 100]));
     let request = produce_request(topic, &[record]);
-    let mut conn = Connection::open(broker_1, &Link::plain(Duration::from_secs(10))).await.unwrap();
+    let mut conn = Connection::open(broker_1, link).await.unwrap();
     tokio::time::sleep(JOIN_PAUSE).await;
     let mut histogram = Histogram::<u64>::new(3).unwrap();
     for i in 0..n + n / 10 {
@@ -729,10 +885,14 @@ fn quantile(samples: &[Histogram<u64>], q: f64) -> f64 {
     median(&samples.iter().map(|h| h.value_at_quantile(q) as f64 / 1000.0).collect::<Vec<_>>())
 }
 
-/// The medians of every path side by side, each beside its ratio to (or difference from) direct.
+/// The medians of every path side by side, each beside its ratio to (or difference from) direct:
+/// direct TLS for a TLS path, plaintext direct for a plaintext one.
 fn report(paths: &[Path]) {
     const WIDTH: usize = 20;
     let direct = &paths[0];
+    let direct_of = |path: &Path| {
+        paths.iter().find(|d| d.proxy.is_none() && d.tls_ca.is_some() == path.tls_ca.is_some()).unwrap_or(direct)
+    };
     let mut out = format!("\nmedians over {} rounds", direct.produce.len());
     out = format!("{out:<34}");
     for path in paths {
@@ -747,7 +907,7 @@ fn report(paths: &[Path]) {
     };
     let ratio = |value: fn(&Path) -> &[f64]| {
         move |path: &Path| {
-            let (v, d) = (value(path), value(direct));
+            let (v, d) = (value(path), value(direct_of(path)));
             (!v.is_empty()).then(|| format!("{:.1} ({:.3})", median(v), median(v) / median(d)))
         }
     };
@@ -760,7 +920,7 @@ fn report(paths: &[Path]) {
     });
     for (name, q) in [("produce latency p50 (µs, added)", 0.5), ("  p99", 0.99), ("  p999", 0.999)] {
         row(name, &|path| {
-            let (v, d) = (quantile(&path.latency, q), quantile(&direct.latency, q));
+            let (v, d) = (quantile(&path.latency, q), quantile(&direct_of(path).latency, q));
             Some(if path.proxy.is_none() { format!("{v:.1}") } else { format!("{v:.1} ({:+.1})", v - d) })
         });
     }
@@ -781,6 +941,9 @@ fn report(paths: &[Path]) {
     row("proxy minor page faults per MB", &|path| measured_proxy(path).then(|| per_mb(path.faults, path)));
     row("client+brokers CPU s/GB, same phases", &|path| {
         (path.bytes > 0).then(|| per_gb(path.client_and_brokers_cpu, path))
+    });
+    row("stunnel CPU s/GB, same phases", &|path| {
+        (path.tls_ca.is_some() && path.bytes > 0).then(|| per_gb(path.stunnel_cpu, path))
     });
     // Everything, kernel workers included: where an in-kernel relay's work is counted.
     row("machine CPU s/GB, same phases", &|path| (path.bytes > 0).then(|| per_gb(path.machine_cpu, path)));
