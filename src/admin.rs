@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::check::Report;
+use crate::report::Report;
 use crate::readiness::NotReady;
 
 /// What the admin endpoint asks of the running gateway.

@@ -17,7 +17,7 @@ use tracing::{error, info, warn};
 
 use crate::admin::Observe;
 use crate::broker::{Named, Rack};
-use crate::check::Report;
+use crate::report::Report;
 use crate::config::{Config, ConfigError, ListenerGroup};
 use crate::listener;
 use crate::metrics::{GroupCounters, Metrics};

@@ -10,7 +10,7 @@
 //! a response held whole for that takes its share of the process's [`budget`].
 //! Beside the data path: [`gateway`] (listener groups, discovery), [`runtime`] (the worker
 //! threads), [`admin`] (the HTTP endpoint) with [`metrics`] and [`readiness`], [`config`] and
-//! [`template`] (before all that), [`check`], [`plan`], [`fixture`] and [`record`] (operator tools),
+//! [`template`] (before all that), [`check`] with its [`report`], [`plan`], [`fixture`] and [`record`] (operator tools),
 //! [`throttle`] (the bound on lines a flood could repeat).
 #![forbid(unsafe_code)]
 
@@ -33,6 +33,7 @@ pub mod plan;
 pub mod proxy;
 pub mod readiness;
 pub mod record;
+pub mod report;
 pub mod rewrite;
 pub mod runtime;
 pub mod sasl;

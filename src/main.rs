@@ -289,7 +289,7 @@ fn load_tls(config: &Config) -> Result<(), TlsError> {
     Ok(())
 }
 
-fn report(report: check::Report) -> ExitCode {
+fn report(report: kafka_gateway::report::Report) -> ExitCode {
     print!("{}", report.render());
     if report.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }

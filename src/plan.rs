@@ -17,7 +17,7 @@ mod text;
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::check::Report;
+use crate::report::Report;
 use crate::config::{Config, ListenerGroup, ProxyProtocol};
 
 /// Where the gateway runs.

@@ -3,7 +3,7 @@
 use std::sync::Mutex;
 
 use super::*;
-use crate::check::Row;
+use crate::report::Row;
 
 struct Stub {
     ready: Mutex<Result<(), NotReady>>,
