@@ -20,8 +20,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::report::Report;
 use crate::readiness::NotReady;
+use crate::report::Report;
 
 /// What the admin endpoint asks of the running gateway.
 pub trait Observe: Send + Sync + 'static {

@@ -17,12 +17,12 @@ use tracing::{error, info, warn};
 
 use crate::admin::Observe;
 use crate::broker::{Named, Rack};
-use crate::report::Report;
 use crate::config::{Config, ConfigError, ListenerGroup};
 use crate::listener;
 use crate::metrics::{GroupCounters, Metrics};
 use crate::readiness::{NotReady, Readiness};
 use crate::record::Recorder;
+use crate::report::Report;
 use crate::rewrite::Caps;
 use crate::session::{self, Limits};
 use crate::tls::{Acceptor, Reload, TlsError};

@@ -17,8 +17,8 @@ mod text;
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::report::Report;
 use crate::config::{Config, ListenerGroup, ProxyProtocol};
+use crate::report::Report;
 
 /// Where the gateway runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
