@@ -61,7 +61,8 @@ def main(binary):
     out = subprocess.run(args, capture_output=True, text=True)
     if out.returncode != 0:
         fail(f"kafka-gateway validate refused docker/gateway.toml:\n{out.stdout}{out.stderr}")
-    rows = [line.split() for line in out.stdout.splitlines()[1:] if line and not line.startswith("ok")]
+    # The table's rows; each group's `access` line and `ok:` follow it.
+    rows = [line.split() for line in out.stdout.splitlines()[1:] if line and not line.startswith(("ok", "access "))]
     advertised = {row[5].rsplit(":", 1)[0] for row in rows}
 
     client = services["client"]
