@@ -500,6 +500,10 @@ impl Session {
         // The first request's header is already in `buf`: it is handled before anything is read.
         let mut unread = !buf.is_empty();
         let mut started = 0u32;
+        // One wait for the drain for the whole pump, polled again at each read: made anew per read,
+        // it would register with the token and leave it again for every request.
+        let drain = self.drain.cancelled();
+        tokio::pin!(drain);
         loop {
             if !std::mem::take(&mut unread) {
                 let limit = place.read_limit();
@@ -528,7 +532,7 @@ impl Session {
                 // start of a frame not a byte of which reached the broker.
                 let filled = tokio::select! {
                     biased;
-                    _ = self.drain.cancelled(), if place.rest == 0 => {
+                    _ = &mut drain, if place.rest == 0 => {
                         inflight.stop();
                         return Ok(Closed::Drained);
                     }
