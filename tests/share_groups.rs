@@ -77,7 +77,11 @@ async fn share_session(bootstrap: &HostPort, broker: impl Fn(i32) -> HostPort, g
         .with_topics(vec![
             share_fetch_request::FetchTopic::default()
                 .with_topic_id(topic.topic_id)
-                .with_partitions(vec![share_fetch_request::FetchPartition::default().with_partition_index(0)]),
+                // Every partition (broker 1 leads them all in the comparison): keyless records may
+                // all land on one of them, so one partition alone is sometimes empty.
+                .with_partitions(
+                    (0..3).map(|p| share_fetch_request::FetchPartition::default().with_partition_index(p)).collect(),
+                ),
         ]);
     let from_leader: ShareFetchResponse = call(&broker(leader), ApiKey::ShareFetch, 1, &fetch).await;
     // One connection for the session on the other broker: the acknowledgement continues it.
