@@ -3,11 +3,12 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use kafka_gateway::upstream::{Connection, Link};
 use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
+use support::process::command as gateway;
 use support::*;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -42,10 +43,6 @@ fn write(dir: &Path, text: &str) -> PathBuf {
     let path = dir.join("gateway.toml");
     std::fs::write(&path, text).unwrap();
     path
-}
-
-fn gateway(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).env_remove("RUST_LOG").output().unwrap()
 }
 
 #[test]

@@ -5,8 +5,9 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
+use support::process::command as gateway;
 use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_kafka-gateway");
@@ -28,10 +29,6 @@ fn write(dir: &Path, bootstrap: &str) -> PathBuf {
     );
     std::fs::write(&path, text).unwrap();
     path
-}
-
-fn gateway(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).env_remove("RUST_LOG").output().unwrap()
 }
 
 #[test]

@@ -2,10 +2,16 @@
 //! (VmRSS, VmHWM) is its own and nothing of the test's.
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use super::free_ports;
+
+/// One command of the gateway binary (`validate`, `check`, `plan`, …) run to its end, its log
+/// level left to the binary's default whatever the test's `RUST_LOG`.
+pub fn command(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kafka-gateway")).args(args).env_remove("RUST_LOG").output().unwrap()
+}
 
 pub struct GatewayProcess {
     pub child: Child,
