@@ -135,8 +135,8 @@ impl BusyPoll {
     }
 }
 
-/// Where a window that has shrunk to nothing grows back from: a broker on the same host answers a
-/// small request in about 20 µs.
+/// Where a window that has shrunk to nothing grows back from: about the time a broker on the same
+/// host takes to answer a small request (benches/README.md has the measured round trips).
 const GROW_FROM: Duration = Duration::from_micros(25);
 
 /// The next window after an idle period of `idle`, as haltpoll tunes its own: an idle period the
